@@ -1,0 +1,118 @@
+"""The plan catalog, read from TOML: the built-in one, or TALLY_PLANS in its place."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from billing.money import Money
+from limits import Limit, Policy
+
+BUILTIN_PLANS = Path(__file__).with_name("plans.toml")
+UNLIMITED = "unlimited"
+
+
+class CatalogError(ValueError):
+    """The plans file is malformed, or a plan that does not exist was asked for."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan: its monthly price (excluding tax) and a limit and policy per resource key."""
+
+    id: str
+    name: str
+    price_monthly: Money
+    limits: Mapping[str, int | None]
+    policies: Mapping[str, Policy] = field(default_factory=dict)
+    stripe_price: str | None = None
+
+    def limit(self, resource: str) -> Limit | None:
+        """The plan's limit on a resource, or None when the plan does not name it."""
+        if resource not in self.limits:
+            return None
+        return Limit(self.limits[resource], self.policies.get(resource, Policy.HARD))
+
+
+class Catalog:
+    """The plans on offer, cheapest first."""
+
+    def __init__(self, plans: Iterable[Plan]) -> None:
+        ordered = sorted(plans, key=lambda plan: (plan.price_monthly.amount_minor, plan.id))
+        self._plans = {plan.id: plan for plan in ordered}
+        if not self._plans:
+            raise CatalogError("the plans file defines no plan")
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Catalog:
+        source = path or BUILTIN_PLANS
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise CatalogError(f"cannot read plans file {source}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise CatalogError(f"plans file {source} is not valid TOML: {error}") from None
+        plans = data.get("plans")
+        if not isinstance(plans, dict):
+            raise CatalogError(f"plans file {source} has no [plans.<id>] table")
+        return cls(_parse_plan(plan_id, table, source) for plan_id, table in plans.items())
+
+    def __iter__(self) -> Iterator[Plan]:
+        return iter(self._plans.values())
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+    def find(self, plan_id: str) -> Plan | None:
+        return self._plans.get(plan_id)
+
+    def get(self, plan_id: str) -> Plan:
+        plan = self._plans.get(plan_id)
+        if plan is None:
+            raise CatalogError(f"unknown plan {plan_id!r}; plans: {', '.join(self._plans)}")
+        return plan
+
+    def check_resources(self, known: Iterable[str]) -> None:
+        """Fail when a plan limits a resource that no plugin registers."""
+        known_keys = set(known)
+        for plan in self:
+            for key in set(plan.limits) | set(plan.policies):
+                if key not in known_keys:
+                    raise CatalogError(
+                        f"plan {plan.id!r} limits {key!r}, but no installed plugin registers "
+                        f"that resource; registered: {', '.join(sorted(known_keys))}"
+                    )
+
+
+def _parse_plan(plan_id: str, table: Any, source: Path) -> Plan:
+    where = f"{source}: plan {plan_id!r}"
+    if not isinstance(table, dict):
+        raise CatalogError(f"{where} must be a table")
+    for required in ("name", "price_monthly", "currency"):
+        if not isinstance(table.get(required), str):
+            raise CatalogError(f"{where} needs {required} as a string")
+    try:
+        price = Money.parse(table["price_monthly"], table["currency"])
+    except ValueError as error:
+        raise CatalogError(f"{where}: {error}") from None
+    limits: dict[str, int | None] = {}
+    for key, value in (table.get("limits") or {}).items():
+        if value == UNLIMITED:
+            limits[key] = None
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            limits[key] = value
+        else:
+            raise CatalogError(f"{where}: limit {key} must be a non-negative integer or 'unlimited'")
+    policies: dict[str, Policy] = {}
+    for key, value in (table.get("policies") or {}).items():
+        try:
+            policies[key] = Policy(value)
+        except ValueError:
+            raise CatalogError(f"{where}: policy {key} must be hard, soft or overage") from None
+    stripe_price = table.get("stripe_price")
+    if stripe_price is not None and not isinstance(stripe_price, str):
+        raise CatalogError(f"{where}: stripe_price must be a string")
+    return Plan(plan_id, table["name"], price, limits, policies, stripe_price)

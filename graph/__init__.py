@@ -1,0 +1,1 @@
+"""Tally's GraphQL API: the Organization page and its operations."""

@@ -1,0 +1,75 @@
+"""The per-request context: the caller, the runtime and the request's DataLoaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.dataloader import DataLoader
+
+from billing.subscriptions import SubscriptionView, subscription_of
+from limits import UsageSnapshot
+from tally.auth import Principal
+from tally.orgs import Member, Organization
+from tally.orgs import repository as orgs_repository
+from tally.runtime import Runtime
+
+
+@dataclass
+class Loaders:
+    """Each loads once per request, however many fields ask."""
+
+    runtime: Runtime
+    organization: DataLoader[str, Organization | None] = field(init=False)
+    members: DataLoader[str, Sequence[Member]] = field(init=False)
+    usage: DataLoader[str, UsageSnapshot] = field(init=False)
+    subscription: DataLoader[str, SubscriptionView] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.organization = DataLoader(self._organizations)
+        self.members = DataLoader(self._members)
+        self.usage = DataLoader(self._usage)
+        self.subscription = DataLoader(self._subscriptions)
+
+    async def _organizations(self, ids: list[str]) -> list[Organization | None]:
+        async with self.runtime.db.read() as session:
+            return [await orgs_repository.get_organization(session, i) for i in ids]
+
+    async def _members(self, ids: list[str]) -> list[Sequence[Member]]:
+        async with self.runtime.db.read() as session:
+            return [await orgs_repository.list_members(session, i) for i in ids]
+
+    async def _usage(self, ids: list[str]) -> list[UsageSnapshot]:
+        snapshots = []
+        async with self.runtime.db.read() as session:
+            for organization_id in ids:
+                organization = await self.organization.load(organization_id)
+                assert organization is not None
+                snapshots.append(await self.runtime.engine.usage(session, organization))
+        return snapshots
+
+    async def _subscriptions(self, ids: list[str]) -> list[SubscriptionView]:
+        views = []
+        async with self.runtime.db.read() as session:
+            for organization_id in ids:
+                organization = await self.organization.load(organization_id)
+                assert organization is not None
+                views.append(
+                    await subscription_of(
+                        session, self.runtime.engine, self.runtime.catalog, organization
+                    )
+                )
+        return views
+
+
+@dataclass
+class TallyContext:
+    """What every resolver gets as `info.context`."""
+
+    request: Request
+    response: Response | None
+    runtime: Runtime
+    principal: Principal | None
+    loaders: Loaders

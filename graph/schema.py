@@ -1,0 +1,38 @@
+"""The schema, built from the registered resources, with its extensions."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from graph.errors import should_mask_error
+from graph.organization import build_query
+from graph.scalars import SCALARS
+from graph.usage import build_usage_type
+from limits import ResourceRegistry
+
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+
+
+def build_schema(registry: ResourceRegistry) -> strawberry.Schema:
+    """The GraphQL schema for these resources."""
+    query = build_query(build_usage_type(registry))
+    return strawberry.Schema(
+        query=query,
+        config=StrawberryConfig(scalar_map=SCALARS),
+        extensions=[
+            ParserCache(maxsize=256),
+            ValidationCache(maxsize=256),
+            QueryDepthLimiter(max_depth=MAX_DEPTH),
+            MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            MaskErrors(should_mask_error=should_mask_error),
+        ],
+    )

@@ -1,0 +1,24 @@
+"""How meters read on the page: "0 / 200.0M", "0 / 100.0K", "1 / 5"."""
+
+from __future__ import annotations
+
+from limits.resource import DisplayFormat
+
+_UNITS = ((1_000_000_000_000, "T"), (1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K"))
+
+
+def format_amount(value: int, style: DisplayFormat = "compact") -> str:
+    """An amount as the page shows it: compact (12.3K) or exact (12,345)."""
+    if style == "exact":
+        return f"{value:,}"
+    magnitude = abs(value)
+    for size, suffix in _UNITS:
+        if magnitude >= size:
+            return f"{value / size:.1f}{suffix}"
+    return str(value)
+
+
+def format_meter(used: int, limit: int | None, style: DisplayFormat = "compact") -> str:
+    """'used / limit', with '∞' for an unlimited resource."""
+    shown = "∞" if limit is None else format_amount(limit, style)
+    return f"{format_amount(used, style)} / {shown}"

@@ -1,0 +1,1 @@
+"""Tally's built-in resources, each an ordinary plugin registered by entry point."""

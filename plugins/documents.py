@@ -1,0 +1,36 @@
+"""Documents / products: the knowledge base items indexed, by kind (a gauge)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from limits import Resource, UsageRejected, hookimpl
+
+KINDS = ("document", "product", "faq", "web_page")
+
+DOCUMENTS = Resource(
+    key="documents",
+    label="Documents / Products",
+    unit="items",
+    kind="gauge",
+    attributes=("kind",),
+    description="Knowledge base items indexed: documents, products, FAQ entries, web pages",
+    order=20,
+)
+
+
+@hookimpl
+def tally_register_resources() -> Iterable[Resource]:
+    return [DOCUMENTS]
+
+
+@hookimpl
+def tally_validate_usage(resource: Resource, attributes: Mapping[str, Any]) -> None:
+    if resource.key != DOCUMENTS.key:
+        return
+    kind = attributes.get("kind", "document")
+    if kind not in KINDS:
+        raise UsageRejected(
+            "INVALID_ATTRIBUTE", f"document kind must be one of {', '.join(KINDS)}, not {kind!r}"
+        )

@@ -1,0 +1,1 @@
+"""Tally's kernel: configuration, database, clock, organizations and API keys."""

@@ -1,0 +1,195 @@
+"""The `tally` command: serve, migrate, plans, resources, export-schema, create-org."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError
+
+from billing import CatalogError
+from billing.accounts import AccountError, open_account
+from limits import PluginError
+from tally.config import ConfigError, Settings
+from tally.runtime import Runtime, build_runtime
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
+
+
+class CommandError(Exception):
+    """A failure to report as one line, with an exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tally", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="migrate, seed the demo when empty, and serve")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    commands.add_parser("migrate", help="bring the database to the newest schema")
+    commands.add_parser("plans", help="list the plans and their limits")
+    commands.add_parser("resources", help="list the limited resources and their plugins")
+    export = commands.add_parser("export-schema", help="write schema.graphql")
+    export.add_argument("--check", action="store_true", help="fail when the file is stale")
+    export.add_argument("--output", type=Path, default=SCHEMA_FILE, help="'-' for stdout")
+    create = commands.add_parser("create-org", help="create an organization; prints JSON")
+    create.add_argument("--name", required=True)
+    create.add_argument("--plan", required=True, dest="plan_id")
+    create.add_argument("--owner-email", default="owner@example.com")
+    create.add_argument("--anchor-day", type=int, default=None)
+    return parser
+
+
+def _safe_url(url: str) -> str:
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, credentials = head.partition("://")
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{tail}" if ":" in credentials else url
+
+
+def _connect(runtime: Runtime) -> None:
+    try:
+        asyncio.run(runtime.db.ping())
+    except (DBAPIError, OSError) as error:
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        raise CommandError(
+            f"cannot reach the database at {_safe_url(runtime.settings.database_url)}: {reason}"
+        ) from None
+
+
+def _migrate(runtime: Runtime) -> None:
+    from tally.migrate import upgrade
+
+    _connect(runtime)
+    upgrade(runtime.settings.database_url)
+
+
+def _serve(runtime: Runtime, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from tally.demo import ensure_demo
+
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1", 2)
+    _migrate(runtime)
+    demo = asyncio.run(ensure_demo(runtime))
+    asyncio.run(runtime.db.dispose())
+    base = f"http://{args.host}:{args.port}"
+    print(f"Tally on {base} (database {_safe_url(runtime.settings.database_url)})")
+    print(f"GraphiQL: {base}/graphql")
+    if demo is not None:
+        state = "seeded" if demo.created else "fresh keys issued"
+        print(f"Demo organization {demo.organization_id} ({state}):")
+        print(f"  owner key:   {demo.owner_api_key}")
+        print(f"  service key: {demo.service_api_key}")
+        print(f'  GraphiQL headers: {{"Authorization": "Bearer {demo.owner_api_key}"}}')
+    sys.stdout.flush()
+    uvicorn.run(
+        "tally.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+    )
+
+
+def _plans(runtime: Runtime) -> None:
+    keys = [resource.key for resource in runtime.engine.registry]
+    for plan in runtime.catalog:
+        print(f"{plan.id}  {plan.name}  {plan.price_monthly.formatted}/month excl. tax")
+        for key in keys:
+            limit = plan.limit(key)
+            shown = "unlimited" if limit is None or limit.value is None else f"{limit.value:,}"
+            policy = f" ({limit.policy.value})" if limit else ""
+            print(f"    {key}: {shown}{policy}")
+
+
+def _resources(runtime: Runtime) -> None:
+    for resource in runtime.engine.registry:
+        owner = runtime.engine.registry.owner(resource.key)
+        print(f"{resource.key}  {resource.kind}  {resource.label} [{resource.unit}]  plugin {owner}")
+
+
+def _export_schema(runtime: Runtime, args: argparse.Namespace) -> None:
+    from graph.schema import build_schema
+
+    text = build_schema(runtime.engine.registry).as_str() + "\n"
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != text:
+            raise CommandError(f"{args.output} is stale: run `tally export-schema`")
+        print(f"{args.output} is up to date")
+    elif str(args.output) == "-":
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+
+
+def _create_org(runtime: Runtime, args: argparse.Namespace) -> None:
+    runtime.catalog.get(args.plan_id)
+    _migrate(runtime)
+
+    async def create() -> dict[str, str]:
+        async with runtime.db.write() as session:
+            account = await open_account(
+                session,
+                runtime.engine,
+                runtime.catalog,
+                name=args.name,
+                plan_id=args.plan_id,
+                owner_email=args.owner_email,
+                anchor_day=args.anchor_day,
+            )
+        await runtime.db.dispose()
+        return {
+            "organization_id": account.organization.id,
+            "owner_api_key": account.owner_api_key,
+            "service_api_key": account.service_api_key,
+        }
+
+    print(json.dumps(asyncio.run(create())))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        runtime = build_runtime(Settings.from_env())
+        if args.command == "serve":
+            _serve(runtime, args)
+        elif args.command == "migrate":
+            _migrate(runtime)
+            print("database is up to date")
+        elif args.command == "plans":
+            _plans(runtime)
+        elif args.command == "resources":
+            _resources(runtime)
+        elif args.command == "export-schema":
+            _export_schema(runtime, args)
+        elif args.command == "create-org":
+            _create_org(runtime, args)
+    except (CatalogError, AccountError, ConfigError) as error:
+        print(f"tally: {error}", file=sys.stderr)
+        return 2
+    except PluginError as error:
+        print(f"tally: plugin error: {error}", file=sys.stderr)
+        return 1
+    except CommandError as error:
+        print(f"tally: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

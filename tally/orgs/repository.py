@@ -1,0 +1,57 @@
+"""SQL for organizations, members and API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tally.orgs.models import ApiKey, Member, Organization
+
+
+async def add(session: AsyncSession, *rows: Organization | Member | ApiKey) -> None:
+    session.add_all(rows)
+    await session.flush()
+
+
+async def get_organization(session: AsyncSession, organization_id: str) -> Organization | None:
+    return await session.get(Organization, organization_id)
+
+
+async def count_organizations(session: AsyncSession) -> int:
+    return int((await session.execute(select(func.count()).select_from(Organization))).scalar_one())
+
+
+async def find_demo_organization(session: AsyncSession) -> Organization | None:
+    result = await session.execute(select(Organization).where(Organization.is_demo).limit(1))
+    return result.scalar_one_or_none()
+
+
+async def list_members(session: AsyncSession, organization_id: str) -> Sequence[Member]:
+    result = await session.execute(
+        select(Member)
+        .where(Member.organization_id == organization_id)
+        .order_by(Member.created_at, Member.id)
+    )
+    return result.scalars().all()
+
+
+async def find_api_key(session: AsyncSession, secret_hash: str) -> ApiKey | None:
+    result = await session.execute(select(ApiKey).where(ApiKey.secret_hash == secret_hash))
+    return result.scalar_one_or_none()
+
+
+async def revoke_api_keys(
+    session: AsyncSession, organization_id: str, names: Sequence[str], at: datetime
+) -> None:
+    await session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.organization_id == organization_id,
+            ApiKey.name.in_(names),  # type: ignore[attr-defined]
+            ApiKey.revoked_at.is_(None),  # type: ignore[union-attr]
+        )
+        .values(revoked_at=at)
+    )

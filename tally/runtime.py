@@ -1,0 +1,32 @@
+"""The composition root: settings, database, clock, plans and the limit engine in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from billing import Catalog, PlanLimits
+from limits import LimitEngine, create_plugin_manager
+from tally.clock import Clock, SystemClock
+from tally.config import Settings
+from tally.db import Database
+
+
+@dataclass
+class Runtime:
+    """Everything a request or a command needs, built once per process."""
+
+    settings: Settings
+    db: Database
+    clock: Clock
+    catalog: Catalog
+    engine: LimitEngine
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    """Load plugins and plans and check that they agree; fails fast with a clear error."""
+    catalog = Catalog.load(settings.plans_path)
+    plugins = create_plugin_manager([(PlanLimits(catalog), "billing")])
+    clock = clock or SystemClock()
+    engine = LimitEngine(plugins, clock)
+    catalog.check_resources(resource.key for resource in engine.registry)
+    return Runtime(settings, Database(settings.database_url), clock, catalog, engine)
