@@ -14,7 +14,7 @@ from billing.catalog import Catalog
 from billing.models import Subscription
 from limits import LimitEngine
 from tally.auth import mint_api_key
-from tally.orgs import Member, Organization, Role
+from tally.orgs import ApiKey, Member, Organization, Role
 from tally.orgs import repository as orgs_repository
 
 OWNER_KEY_NAME = "owner key"
@@ -23,6 +23,10 @@ SERVICE_KEY_NAME = "service key"
 
 class AccountError(ValueError):
     """An account cannot be opened as asked."""
+
+
+class SeatLimitReached(AccountError):
+    """Every seat of the plan is taken."""
 
 
 @dataclass(frozen=True)
@@ -62,16 +66,12 @@ async def open_account(
     await billing_repository.add(
         session, Subscription(organization_id=organization.id, started_at=now)
     )
-    owner = Member(
-        organization_id=organization.id, email=owner_email, role=Role.OWNER, created_at=now
-    )
-    await orgs_repository.add(session, owner)
-    seat = await engine.consume(
-        session, organization, "seats", 1, idempotency_key=f"member:{owner.id}",
-        attributes={"member_id": owner.id},
-    )
-    if not seat.allowed:
-        raise AccountError(f"plan {plan.id!r} allows no seat for the owner")
+    try:
+        owner = await add_member(
+            session, engine, organization, email=owner_email, role=Role.OWNER, status="active"
+        )
+    except SeatLimitReached:
+        raise AccountError(f"plan {plan.id!r} allows no seat for the owner") from None
     owner_key, owner_secret = mint_api_key(
         organization.id, OWNER_KEY_NAME, role=Role.OWNER, service=False, at=now
     )
@@ -80,3 +80,53 @@ async def open_account(
     )
     await orgs_repository.add(session, owner_key, service_key)
     return OpenedAccount(organization, owner, owner_secret, service_secret)
+
+
+async def add_member(
+    session: AsyncSession,
+    engine: LimitEngine,
+    organization: Organization,
+    *,
+    email: str,
+    role: Role = Role.MEMBER,
+    status: str = "invited",
+) -> Member:
+    """Add a member, taking a seat in the same transaction; SeatLimitReached when full."""
+    member = Member(
+        organization_id=organization.id,
+        email=email,
+        role=role,
+        status=status,
+        created_at=engine.clock.now(),
+    )
+    seat = await engine.consume(
+        session,
+        organization,
+        "seats",
+        1,
+        idempotency_key=f"member:{member.id}",
+        attributes={"member_id": member.id},
+    )
+    if not seat.allowed:
+        raise SeatLimitReached(
+            f"all {seat.limit} seats of the plan are taken; remove a member or change plan"
+        )
+    await orgs_repository.add(session, member)
+    return member
+
+
+async def create_api_key(
+    session: AsyncSession,
+    engine: LimitEngine,
+    organization: Organization,
+    *,
+    name: str,
+    role: Role | None,
+    service: bool = False,
+) -> tuple[ApiKey, str]:
+    """A new key for the organization and its secret, shown once."""
+    key, secret = mint_api_key(
+        organization.id, name, role=role, service=service, at=engine.clock.now()
+    )
+    await orgs_repository.add(session, key)
+    return key, secret

@@ -105,7 +105,9 @@ def _parse_plan(plan_id: str, table: Any, source: Path) -> Plan:
         elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             limits[key] = value
         else:
-            raise CatalogError(f"{where}: limit {key} must be a non-negative integer or 'unlimited'")
+            raise CatalogError(
+                f"{where}: limit {key} must be a non-negative integer or 'unlimited'"
+            )
     policies: dict[str, Policy] = {}
     for key, value in (table.get("policies") or {}).items():
         try:

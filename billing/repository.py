@@ -7,6 +7,7 @@ from datetime import date
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from billing.models import Invoice, Subscription
 
@@ -27,17 +28,17 @@ async def list_invoices(
     after: tuple[date, str] | None = None,
 ) -> Sequence[Invoice]:
     """Newest first; `after` is the (issued_on, id) of the last invoice already seen."""
-    statement = select(Invoice).where(Invoice.organization_id == organization_id)
+    statement = select(Invoice).where(col(Invoice.organization_id) == organization_id)
     if after is not None:
         issued_on, invoice_id = after
         statement = statement.where(
             or_(
-                Invoice.issued_on < issued_on,  # type: ignore[arg-type]
-                and_(Invoice.issued_on == issued_on, Invoice.id < invoice_id),  # type: ignore[arg-type]
+                col(Invoice.issued_on) < issued_on,
+                and_(col(Invoice.issued_on) == issued_on, col(Invoice.id) < invoice_id),
             )
         )
     statement = statement.order_by(
-        Invoice.issued_on.desc(),  # type: ignore[attr-defined]
-        Invoice.id.desc(),  # type: ignore[union-attr]
+        col(Invoice.issued_on).desc(),
+        col(Invoice.id).desc(),
     ).limit(limit)
     return (await session.execute(statement)).scalars().all()

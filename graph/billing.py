@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import date, datetime
+import datetime as dt
 from enum import Enum
 
 import strawberry
@@ -32,8 +32,9 @@ class Money:
 
     @classmethod
     def of(cls, money: billing.Money) -> Money:
-        return cls(amount_minor=money.amount_minor, currency=money.currency,
-                   formatted=money.formatted)
+        return cls(
+            amount_minor=money.amount_minor, currency=money.currency, formatted=money.formatted
+        )
 
 
 @strawberry.type(description="A plan's limit on one resource; a null limit is unlimited.")
@@ -70,9 +71,9 @@ class Plan:
 @strawberry.type(description="The organization's subscription and its current billing period.")
 class PlanSubscription:
     status: str
-    current_period_start: datetime
-    current_period_end: datetime
-    resets_on: date
+    current_period_start: dt.datetime
+    current_period_end: dt.datetime
+    resets_on: dt.date
     pending_plan: Plan | None
     cancel_at_period_end: bool
 
@@ -92,13 +93,13 @@ class PlanSubscription:
 class Invoice:
     id: strawberry.ID
     number: str
-    date: date
+    date: dt.date
     amount: Money
     status: str
     pdf_url: str | None
     hosted_url: str | None
-    period_start: date | None
-    period_end: date | None
+    period_start: dt.date | None
+    period_end: dt.date | None
 
     @classmethod
     def of(cls, row: InvoiceRow) -> Invoice:
@@ -131,9 +132,9 @@ def invoice_cursor(row: InvoiceRow) -> str:
     return base64.urlsafe_b64encode(f"{row.issued_on.isoformat()}|{row.id}".encode()).decode()
 
 
-def parse_invoice_cursor(cursor: str) -> tuple[date, str]:
+def parse_invoice_cursor(cursor: str) -> tuple[dt.date, str]:
     try:
         issued_on, invoice_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return date.fromisoformat(issued_on), invoice_id
+        return dt.date.fromisoformat(issued_on), invoice_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad_input(f"invalid cursor {cursor!r}") from None

@@ -20,19 +20,20 @@ from limits import ResourceRegistry
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
+CACHE_SIZE = 256
 
 
-def build_schema(registry: ResourceRegistry) -> strawberry.Schema:
-    """The GraphQL schema for these resources."""
+def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
+    """The GraphQL schema for these resources; queries nested past `max_depth` are refused."""
     query = build_query(build_usage_type(registry))
     return strawberry.Schema(
         query=query,
         config=StrawberryConfig(scalar_map=SCALARS),
         extensions=[
-            ParserCache(maxsize=256),
-            ValidationCache(maxsize=256),
-            QueryDepthLimiter(max_depth=MAX_DEPTH),
-            MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-            MaskErrors(should_mask_error=should_mask_error),
+            lambda: ParserCache(maxsize=CACHE_SIZE),
+            lambda: ValidationCache(maxsize=CACHE_SIZE),
+            lambda: QueryDepthLimiter(max_depth=max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: MaskErrors(should_mask_error=should_mask_error),
         ],
     )

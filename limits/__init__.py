@@ -1,6 +1,13 @@
 """Tally's limit engine: resources from plugins, exact limits, usage."""
 
-from limits.engine import Decision, LimitEngine, ResourceUsage, UsageEvent, UsageRejected, UsageSnapshot
+from limits.engine import (
+    Decision,
+    LimitEngine,
+    ResourceUsage,
+    UsageEvent,
+    UsageRejected,
+    UsageSnapshot,
+)
 from limits.hookspecs import hookimpl
 from limits.manager import PluginError, ResourceRegistry, create_plugin_manager
 from limits.periods import Period, period_containing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from limits.resource import DisplayFormat
 
-_UNITS = ((1_000_000_000_000, "T"), (1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K"))
+_UNITS = ((1_000, "K"), (1_000_000, "M"), (1_000_000_000, "B"), (1_000_000_000_000, "T"))
 
 
 def format_amount(value: int, style: DisplayFormat = "compact") -> str:
@@ -12,10 +12,14 @@ def format_amount(value: int, style: DisplayFormat = "compact") -> str:
     if style == "exact":
         return f"{value:,}"
     magnitude = abs(value)
-    for size, suffix in _UNITS:
-        if magnitude >= size:
-            return f"{value / size:.1f}{suffix}"
-    return str(value)
+    if magnitude < 1_000:
+        return str(value)
+    sign = "-" if value < 0 else ""
+    size, suffix = next(
+        ((size, suffix) for size, suffix in _UNITS if round(magnitude / size, 1) < 1_000),
+        _UNITS[-1],
+    )
+    return f"{sign}{round(magnitude / size, 1):.1f}{suffix}"
 
 
 def format_meter(used: int, limit: int | None, style: DisplayFormat = "compact") -> str:

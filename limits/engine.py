@@ -230,8 +230,9 @@ class LimitEngine:
             used + amount < 0
         )
         status: Status = "rejected" if refused else "accepted"
-        return Decision(key, status, amount, used if refused else used + amount, limit.value,
-                        limit.policy)
+        return Decision(
+            key, status, amount, used if refused else used + amount, limit.value, limit.policy
+        )
 
     async def consume(
         self,
@@ -253,7 +254,9 @@ class LimitEngine:
         limit = self.limit(organization, resource)
         now = self.clock.now()
         start = self._counter_period(organization, resource)
-        event = UsageEvent(organization.id, key, amount, idempotency_key, now, dict(attributes or {}))
+        event = UsageEvent(
+            organization.id, key, amount, idempotency_key, now, dict(attributes or {})
+        )
         savepoint = await session.begin_nested()
         used = await repository.add_to_counter(
             session, organization.id, key, start, amount, limit.ceiling()
@@ -309,4 +312,3 @@ class LimitEngine:
             )
         except Exception:
             log.exception("a tally_usage_recorded observer failed for %s", resource.key)
-

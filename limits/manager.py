@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 import pluggy
 
@@ -40,7 +41,8 @@ class ResourceRegistry:
         self._owners: dict[str, str] = {}
         for impl in manager.hook.tally_register_resources.get_hookimpls():
             owner = impl.plugin_name
-            for resource in impl.function() or ():
+            registered = cast(Iterable[object], impl.function() or ())
+            for resource in registered:
                 if not isinstance(resource, Resource):
                     raise PluginError(f"plugin {owner!r} registered {resource!r}, not a Resource")
                 if resource.key in self._resources:

@@ -10,6 +10,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
 
 from limits.models import UsageCounter, UsageEventRow
 
@@ -18,7 +19,7 @@ _events = UsageEventRow.__table__  # type: ignore[attr-defined]
 
 
 def _insert(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
@@ -116,8 +117,8 @@ async def find_event(
 ) -> UsageEventRow | None:
     result = await session.execute(
         select(UsageEventRow).where(
-            UsageEventRow.organization_id == organization_id,
-            UsageEventRow.idempotency_key == idempotency_key,
+            col(UsageEventRow.organization_id) == organization_id,
+            col(UsageEventRow.idempotency_key) == idempotency_key,
         )
     )
     return result.scalar_one_or_none()

@@ -32,7 +32,9 @@ def tally_validate_usage(resource: Resource, amount: int, attributes: Mapping[st
     for name in _TEXT_ATTRIBUTES:
         value = attributes.get(name)
         if value is not None and (not isinstance(value, str) or not value or len(value) > 200):
-            raise UsageRejected("INVALID_ATTRIBUTE", f"{name} must be a string of 1 to 200 characters")
+            raise UsageRejected(
+                "INVALID_ATTRIBUTE", f"{name} must be a string of 1 to 200 characters"
+            )
     split = [attributes.get("input_tokens"), attributes.get("output_tokens")]
     if all(part is None for part in split):
         return

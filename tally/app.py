@@ -56,7 +56,9 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
     async def database_away(_: Request, error: Exception) -> Response:
         log.error("database unavailable: %s", error)
         return error_response(
-            503, "DATABASE_UNAVAILABLE", "the database cannot be reached; retry shortly",
+            503,
+            "DATABASE_UNAVAILABLE",
+            "the database cannot be reached; retry shortly",
             **{"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 

@@ -15,6 +15,7 @@ from billing import CatalogError
 from billing.accounts import AccountError, open_account
 from limits import PluginError
 from tally.config import ConfigError, Settings
+from tally.demo import DemoKeys, ensure_demo
 from tally.runtime import Runtime, build_runtime
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
@@ -58,8 +59,14 @@ def _safe_url(url: str) -> str:
 
 
 def _connect(runtime: Runtime) -> None:
+    async def ping() -> None:
+        try:
+            await runtime.db.ping()
+        finally:
+            await runtime.db.dispose()
+
     try:
-        asyncio.run(runtime.db.ping())
+        asyncio.run(ping())
     except (DBAPIError, OSError) as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
         raise CommandError(
@@ -77,13 +84,10 @@ def _migrate(runtime: Runtime) -> None:
 def _serve(runtime: Runtime, args: argparse.Namespace) -> None:
     import uvicorn
 
-    from tally.demo import ensure_demo
-
     if args.workers < 1:
         raise CommandError("--workers must be at least 1", 2)
     _migrate(runtime)
-    demo = asyncio.run(ensure_demo(runtime))
-    asyncio.run(runtime.db.dispose())
+    demo = asyncio.run(_seed_demo(runtime))
     base = f"http://{args.host}:{args.port}"
     print(f"Tally on {base} (database {_safe_url(runtime.settings.database_url)})")
     print(f"GraphiQL: {base}/graphql")
@@ -104,6 +108,13 @@ def _serve(runtime: Runtime, args: argparse.Namespace) -> None:
     )
 
 
+async def _seed_demo(runtime: Runtime) -> DemoKeys | None:
+    try:
+        return await ensure_demo(runtime)
+    finally:
+        await runtime.db.dispose()
+
+
 def _plans(runtime: Runtime) -> None:
     keys = [resource.key for resource in runtime.engine.registry]
     for plan in runtime.catalog:
@@ -118,7 +129,9 @@ def _plans(runtime: Runtime) -> None:
 def _resources(runtime: Runtime) -> None:
     for resource in runtime.engine.registry:
         owner = runtime.engine.registry.owner(resource.key)
-        print(f"{resource.key}  {resource.kind}  {resource.label} [{resource.unit}]  plugin {owner}")
+        print(
+            f"{resource.key}  {resource.kind}  {resource.label} [{resource.unit}]  plugin {owner}"
+        )
 
 
 def _export_schema(runtime: Runtime, args: argparse.Namespace) -> None:
@@ -142,17 +155,19 @@ def _create_org(runtime: Runtime, args: argparse.Namespace) -> None:
     _migrate(runtime)
 
     async def create() -> dict[str, str]:
-        async with runtime.db.write() as session:
-            account = await open_account(
-                session,
-                runtime.engine,
-                runtime.catalog,
-                name=args.name,
-                plan_id=args.plan_id,
-                owner_email=args.owner_email,
-                anchor_day=args.anchor_day,
-            )
-        await runtime.db.dispose()
+        try:
+            async with runtime.db.write() as session:
+                account = await open_account(
+                    session,
+                    runtime.engine,
+                    runtime.catalog,
+                    name=args.name,
+                    plan_id=args.plan_id,
+                    owner_email=args.owner_email,
+                    anchor_day=args.anchor_day,
+                )
+        finally:
+            await runtime.db.dispose()
         return {
             "organization_id": account.organization.id,
             "owner_api_key": account.owner_api_key,
@@ -166,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         runtime = build_runtime(Settings.from_env())
+
         if args.command == "serve":
             _serve(runtime, args)
         elif args.command == "migrate":

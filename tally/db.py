@@ -9,9 +9,16 @@ from typing import Any
 
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
+
+from tally.config import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -43,7 +50,7 @@ def dialect_of(url: str) -> str:
         return "postgresql"
     if scheme == "sqlite":
         return "sqlite"
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+    raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
 
 
 def driver_url(url: str, *, asynchronous: bool) -> str:
@@ -94,9 +101,13 @@ class Database:
 
     @property
     def engines(self) -> tuple[AsyncEngine, ...]:
-        return (self.engine,) if self.engine is self.write_engine else (
-            self.engine,
-            self.write_engine,
+        return (
+            (self.engine,)
+            if self.engine is self.write_engine
+            else (
+                self.engine,
+                self.write_engine,
+            )
         )
 
     @asynccontextmanager

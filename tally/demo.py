@@ -45,8 +45,12 @@ async def ensure_demo(runtime: Runtime) -> DemoKeys | None:
                 is_demo=True,
             )
             agent = await runtime.engine.consume(
-                session, account.organization, "agents", 1,
-                idempotency_key="demo:agent:1", attributes={"agent_id": "storefront-assistant"},
+                session,
+                account.organization,
+                "agents",
+                1,
+                idempotency_key="demo:agent:1",
+                attributes={"agent_id": "storefront-assistant"},
             )
             assert agent.allowed
             return DemoKeys(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from billing import Catalog, PlanLimits
@@ -22,11 +23,16 @@ class Runtime:
     engine: LimitEngine
 
 
-def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
-    """Load plugins and plans and check that they agree; fails fast with a clear error."""
+def build_runtime(
+    settings: Settings, clock: Clock | None = None, plugins: Iterable[tuple[object, str]] = ()
+) -> Runtime:
+    """Load plugins and plans and check that they agree; fails fast with a clear error.
+
+    `plugins` are (plugin, name) pairs registered beside the installed ones (embedding, tests).
+    """
     catalog = Catalog.load(settings.plans_path)
-    plugins = create_plugin_manager([(PlanLimits(catalog), "billing")])
+    manager = create_plugin_manager([(PlanLimits(catalog), "billing"), *plugins])
     clock = clock or SystemClock()
-    engine = LimitEngine(plugins, clock)
+    engine = LimitEngine(manager, clock)
     catalog.check_resources(resource.key for resource in engine.registry)
     return Runtime(settings, Database(settings.database_url), clock, catalog, engine)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from tally.orgs.models import ApiKey, Member, Organization
 
@@ -25,21 +26,21 @@ async def count_organizations(session: AsyncSession) -> int:
 
 
 async def find_demo_organization(session: AsyncSession) -> Organization | None:
-    result = await session.execute(select(Organization).where(Organization.is_demo).limit(1))
+    result = await session.execute(select(Organization).where(col(Organization.is_demo)).limit(1))
     return result.scalar_one_or_none()
 
 
 async def list_members(session: AsyncSession, organization_id: str) -> Sequence[Member]:
     result = await session.execute(
         select(Member)
-        .where(Member.organization_id == organization_id)
-        .order_by(Member.created_at, Member.id)
+        .where(col(Member.organization_id) == organization_id)
+        .order_by(col(Member.created_at), col(Member.id))
     )
     return result.scalars().all()
 
 
 async def find_api_key(session: AsyncSession, secret_hash: str) -> ApiKey | None:
-    result = await session.execute(select(ApiKey).where(ApiKey.secret_hash == secret_hash))
+    result = await session.execute(select(ApiKey).where(col(ApiKey.secret_hash) == secret_hash))
     return result.scalar_one_or_none()
 
 
@@ -49,9 +50,9 @@ async def revoke_api_keys(
     await session.execute(
         update(ApiKey)
         .where(
-            ApiKey.organization_id == organization_id,
-            ApiKey.name.in_(names),  # type: ignore[attr-defined]
-            ApiKey.revoked_at.is_(None),  # type: ignore[union-attr]
+            col(ApiKey.organization_id) == organization_id,
+            col(ApiKey.name).in_(names),
+            col(ApiKey.revoked_at).is_(None),
         )
         .values(revoked_at=at)
     )

@@ -1,0 +1,222 @@
+"""One test per hook of limits/hookspecs.py, each through a real plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.accounts import open_account
+from limits import Limit, PluginError, Policy, Resource, UsageEvent, UsageRejected, hookimpl
+from limits.periods import Period
+from tally.clock import FrozenClock
+from tally.config import Settings
+from tally.orgs import Member, Organization
+from tally.runtime import Runtime, build_runtime
+
+pytestmark = pytest.mark.anyio
+
+WIDGETS = Resource(key="widgets", label="Widgets", unit="widgets", kind="gauge",
+                   attributes=("colour",), default_limit=3)  # fmt: skip
+
+
+class WidgetPlugin:
+    def __init__(self) -> None:
+        self.recorded: list[UsageEvent] = []
+
+    @hookimpl
+    def tally_register_resources(self) -> list[Resource]:
+        return [WIDGETS]
+
+    @hookimpl
+    def tally_validate_usage(self, resource: Resource, attributes: Mapping[str, Any]) -> None:
+        if resource.key == "widgets" and attributes.get("colour") == "mauve":
+            raise UsageRejected("INVALID_ATTRIBUTE", "no mauve widgets")
+
+    @hookimpl
+    def tally_usage_recorded(self, resource: Resource, events: Sequence[UsageEvent]) -> None:
+        if resource.key == "widgets":
+            self.recorded.extend(events)
+
+
+async def make_runtime(
+    database_url: str, clock: FrozenClock, *plugins: tuple[object, str]
+) -> Runtime:
+    return build_runtime(Settings(database_url=database_url), clock, plugins)
+
+
+async def open_org(runtime: Runtime) -> Organization:
+    async with runtime.db.write() as session:
+        account = await open_account(
+            session,
+            runtime.engine,
+            runtime.catalog,
+            name="Hooks",
+            plan_id="starter",
+            owner_email="o@example.com",
+            anchor_day=1,
+        )
+    return account.organization
+
+
+async def test_hook_tally_register_resources(database_url: str, clock: FrozenClock) -> None:
+    runtime = await make_runtime(database_url, clock, (WidgetPlugin(), "widgets"))
+    try:
+        assert [r.key for r in runtime.engine.registry] == [
+            "tokens",
+            "documents",
+            "agents",
+            "seats",
+            "widgets",
+        ]
+        assert runtime.engine.registry.owner("widgets") == "widgets"
+        organization = await open_org(runtime)
+        async with runtime.db.write() as session:
+            decisions = [
+                await runtime.engine.consume(session, organization, "widgets", 1,
+                                             idempotency_key=f"w{i}")
+                for i in range(4)
+            ]  # fmt: skip
+        assert [d.status for d in decisions] == ["accepted"] * 3 + ["rejected"]
+    finally:
+        await runtime.db.dispose()
+
+
+def test_hook_tally_register_resources_duplicate_key_names_both_plugins(
+    database_url: str, clock: FrozenClock
+) -> None:
+    class Impostor:
+        @hookimpl
+        def tally_register_resources(self) -> list[Resource]:
+            return [Resource(key="tokens", label="Mine", unit="x", kind="metered")]
+
+    with pytest.raises(PluginError, match="'tokens' is registered twice") as caught:
+        build_runtime(Settings(database_url=database_url), clock, [(Impostor(), "impostor")])
+    assert "plugin 'impostor'" in str(caught.value)
+    assert "plugin 'tokens'" in str(caught.value)
+
+
+def test_hookimpl_with_a_misspelt_hook_fails_at_start(
+    database_url: str, clock: FrozenClock
+) -> None:
+    class Typo:
+        @hookimpl
+        def tally_register_resource(self) -> list[Resource]:
+            return []
+
+    with pytest.raises(PluginError, match="tally_register_resource"):
+        build_runtime(Settings(database_url=database_url), clock, [(Typo(), "typo")])
+
+
+async def test_hook_tally_resolve_limit(database_url: str, clock: FrozenClock) -> None:
+    class Generous:
+        @hookimpl
+        def tally_resolve_limit(self, resource: Resource) -> Limit | None:
+            return Limit(1_000_000_000, Policy.SOFT) if resource.key == "tokens" else None
+
+    runtime = await make_runtime(database_url, clock, (Generous(), "generous"))
+    try:
+        organization = await open_org(runtime)
+        async with runtime.db.read() as session:
+            snapshot = await runtime.engine.usage(session, organization)
+        assert snapshot.get("tokens").limit == Limit(1_000_000_000, Policy.SOFT)
+        assert snapshot.get("agents").limit == Limit(1, Policy.HARD)
+    finally:
+        await runtime.db.dispose()
+
+
+async def test_hook_tally_current_usage(database_url: str, clock: FrozenClock) -> None:
+    class CountMembers:
+        def __init__(self) -> None:
+            self.periods: list[Period | None] = []
+
+        @hookimpl
+        def tally_current_usage(
+            self,
+            session: AsyncSession,
+            organization: Organization,
+            resource: Resource,
+            period: Period | None,
+        ) -> Any:
+            self.periods.append(period)
+            if resource.key != "seats":
+                return None
+
+            async def count() -> int:
+                statement = (
+                    select(func.count())
+                    .select_from(Member)
+                    .where(
+                        Member.organization_id == organization.id  # type: ignore[arg-type]
+                    )
+                )
+                return int((await session.execute(statement)).scalar_one()) * 100
+
+            return count()
+
+    plugin = CountMembers()
+    runtime = await make_runtime(database_url, clock, (plugin, "count-members"))
+    try:
+        organization = await open_org(runtime)
+        async with runtime.db.read() as session:
+            snapshot = await runtime.engine.usage(session, organization)
+        assert snapshot.get("seats").used == 100
+        assert plugin.periods.count(None) == 3
+        assert any(p is not None and clock.now() in p for p in plugin.periods)
+    finally:
+        await runtime.db.dispose()
+
+
+async def test_hook_tally_validate_usage(database_url: str, clock: FrozenClock) -> None:
+    runtime = await make_runtime(database_url, clock, (WidgetPlugin(), "widgets"))
+    try:
+        organization = await open_org(runtime)
+        async with runtime.db.write() as session:
+            with pytest.raises(UsageRejected, match="no mauve"):
+                await runtime.engine.consume(
+                    session,
+                    organization,
+                    "widgets",
+                    1,
+                    idempotency_key="m",
+                    attributes={"colour": "mauve"},
+                )
+            ok = await runtime.engine.consume(
+                session,
+                organization,
+                "widgets",
+                1,
+                idempotency_key="b",
+                attributes={"colour": "blue"},
+            )
+        assert ok.status == "accepted"
+    finally:
+        await runtime.db.dispose()
+
+
+async def test_hook_tally_usage_recorded(database_url: str, clock: FrozenClock) -> None:
+    plugin = WidgetPlugin()
+    runtime = await make_runtime(database_url, clock, (plugin, "widgets"))
+    try:
+        organization = await open_org(runtime)
+        async with runtime.db.write() as session:
+            await runtime.engine.consume(session, organization, "widgets", 2, idempotency_key="x")
+            assert plugin.recorded == []
+        assert [(e.resource, e.amount, e.idempotency_key) for e in plugin.recorded] == [
+            ("widgets", 2, "x")
+        ]
+        with pytest.raises(RuntimeError, match="abort"):
+            async with runtime.db.write() as session:
+                await runtime.engine.consume(
+                    session, organization, "widgets", 1, idempotency_key="y"
+                )
+                raise RuntimeError("abort")
+        assert len(plugin.recorded) == 1
+        async with runtime.db.write() as session:
+            await runtime.engine.consume(session, organization, "widgets", 2, idempotency_key="x")
+        assert len(plugin.recorded) == 1, "a replay records nothing"
+    finally:
+        await runtime.db.dispose()

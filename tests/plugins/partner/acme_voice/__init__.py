@@ -1,0 +1,1 @@
+"""A partner's package, as it would be installed: it adds the `voice_minutes` resource."""
