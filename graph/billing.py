@@ -6,15 +6,22 @@ import base64
 import binascii
 import datetime as dt
 from enum import Enum
+from typing import Any
 
 import strawberry
+from strawberry import Parent
 
 import billing
+from billing import repository as billing_repository
 from billing.models import Invoice as InvoiceRow
 from billing.subscriptions import SubscriptionView
 from graph.errors import bad_input
+from graph.permissions import Info
 from graph.scalars import BigInt
 from limits import Policy
+from tally.orgs import Organization as OrganizationRow
+
+MAX_PAGE = 100
 
 
 @strawberry.enum(description="What happens at the limit.")
@@ -138,3 +145,39 @@ def parse_invoice_cursor(cursor: str) -> tuple[dt.date, str]:
         return dt.date.fromisoformat(issued_on), invoice_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad_input(f"invalid cursor {cursor!r}") from None
+
+
+async def _plan(root: Parent[OrganizationRow], info: Info) -> Plan:
+    return Plan.of((await info.context.loaders.subscription.load(root.id)).plan)
+
+
+async def _subscription(root: Parent[OrganizationRow], info: Info) -> PlanSubscription:
+    return PlanSubscription.of(await info.context.loaders.subscription.load(root.id))
+
+
+async def _invoices(
+    root: Parent[OrganizationRow], info: Info, first: int | None = 10, after: str | None = None
+) -> InvoiceConnection:
+    first = 10 if first is None else first
+    if not 1 <= first <= MAX_PAGE:
+        raise bad_input(f"first must be 1 to {MAX_PAGE}, not {first}")
+    cursor = parse_invoice_cursor(after) if after else None
+    async with info.context.runtime.db.read() as session:
+        rows = await billing_repository.list_invoices(session, root.id, first + 1, cursor)
+    page = rows[:first]
+    return InvoiceConnection(
+        nodes=[Invoice.of(row) for row in page],
+        page_info=PageInfo(
+            has_next_page=len(rows) > first,
+            end_cursor=invoice_cursor(page[-1]) if page else None,
+        ),
+    )
+
+
+def organization_fields() -> dict[str, Any]:
+    """The billing side of `Organization`."""
+    return {
+        "plan": strawberry.field(resolver=_plan),
+        "subscription": strawberry.field(resolver=_subscription),
+        "invoices": strawberry.field(resolver=_invoices, description="Newest first."),
+    }

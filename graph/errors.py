@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import strawberry
 from graphql import GraphQLError
 
 
@@ -28,3 +29,19 @@ def should_mask_error(error: GraphQLError) -> bool:
     """Mask what came from an unexpected exception; keep validation and ApiErrors."""
     original = error.original_error
     return original is not None and not isinstance(original, GraphQLError)
+
+
+@strawberry.interface(description="An expected failure of a mutation: a code and a message.")
+class Error:
+    code: str
+    message: str
+
+
+@strawberry.type(description="Input that cannot be accepted; `field` names the culprit.")
+class InvalidInputError(Error):
+    field: str | None = None
+
+
+@strawberry.type(description="No such thing in the caller's organization.")
+class NotFoundError(Error):
+    pass

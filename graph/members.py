@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 import strawberry
+from strawberry import Parent
 
+from graph.permissions import Info
 from tally.orgs import Member as MemberRow
+from tally.orgs import Organization as OrganizationRow
 
 
 @strawberry.enum(description="A member's role.")
@@ -37,3 +41,12 @@ class Member:
             status=row.status,
             created_at=row.created_at,
         )
+
+
+async def _members(root: Parent[OrganizationRow], info: Info) -> list[Member]:
+    return [Member.of(row) for row in await info.context.loaders.members.load(root.id)]
+
+
+def organization_fields() -> dict[str, Any]:
+    """The people side of `Organization`."""
+    return {"members": strawberry.field(resolver=_members)}

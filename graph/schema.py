@@ -12,10 +12,10 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
+from graph import billing, members, usage
 from graph.errors import should_mask_error
-from graph.organization import build_query
+from graph.organization import build_organization_type, build_query
 from graph.scalars import SCALARS
-from graph.usage import build_usage_type
 from limits import ResourceRegistry
 
 MAX_DEPTH = 10
@@ -25,7 +25,14 @@ CACHE_SIZE = 256
 
 def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
     """The GraphQL schema for these resources; queries nested past `max_depth` are refused."""
-    query = build_query(build_usage_type(registry))
+    organization = build_organization_type(
+        {
+            **usage.organization_fields(usage.build_usage_type(registry)),
+            **billing.organization_fields(),
+            **members.organization_fields(),
+        }
+    )
+    query = build_query(organization)
     return strawberry.Schema(
         query=query,
         config=StrawberryConfig(scalar_map=SCALARS),

@@ -16,8 +16,10 @@ from strawberry import Parent
 
 import limits
 from graph.billing import LimitPolicy
+from graph.permissions import Info
 from graph.scalars import BigInt
 from limits import UsageSnapshot
+from tally.orgs import Organization as OrganizationRow
 
 
 @strawberry.enum(description="metered: consumed per billing period and reset; gauge: a count.")
@@ -125,3 +127,13 @@ def build_usage_type(resources: Iterable[limits.Resource]) -> type:
         )
     usage_type = type("Usage", (), namespace)
     return strawberry.type(usage_type, description="The organization's meters this period.")
+
+
+def organization_fields(usage_type: type) -> dict[str, Any]:
+    """The usage side of `Organization`, around the plugin-made `usage_type`."""
+
+    async def usage(root: Parent[OrganizationRow], info: Info) -> Any:
+        return await info.context.loaders.usage.load(root.id)
+
+    usage.__annotations__["return"] = usage_type
+    return {"usage": strawberry.field(resolver=usage)}

@@ -149,9 +149,12 @@ class LimitEngine:
     def _counter_period(self, organization: Organization, resource: Resource) -> datetime:
         return self.period(organization).start if resource.resets else GAUGE_EPOCH
 
-    async def usage(self, session: AsyncSession, organization: Organization) -> UsageSnapshot:
-        """Every resource's meter, from one read of the counters."""
-        period = self.period(organization)
+    async def usage(
+        self, session: AsyncSession, organization: Organization, at: datetime | None = None
+    ) -> UsageSnapshot:
+        """Every resource's meter in the period holding `at` (default: now), from one read of
+        the counters. Gauges show their current count whatever the period."""
+        period = self.period(organization, at)
         counters = await repository.counters(session, organization.id, [period.start, GAUGE_EPOCH])
         meters = []
         for resource in self.registry:
