@@ -1,17 +1,22 @@
 """Tally's limit engine: resources from plugins, exact limits, usage."""
 
-from limits.engine import (
-    Decision,
-    LimitEngine,
-    ResourceUsage,
-    UsageEvent,
-    UsageRejected,
-    UsageSnapshot,
-)
+from limits.engine import LimitEngine
 from limits.hookspecs import hookimpl
 from limits.manager import PluginError, ResourceRegistry, create_plugin_manager
 from limits.periods import Period, period_containing
 from limits.resource import Limit, Policy, Resource
+from limits.types import (
+    Decision,
+    PreparedEvent,
+    Reservation,
+    ReservationError,
+    ReserveOutcome,
+    ResourceUsage,
+    UsageEvent,
+    UsageInput,
+    UsageRejected,
+    UsageSnapshot,
+)
 
 __all__ = [
     "Decision",
@@ -20,10 +25,15 @@ __all__ = [
     "Period",
     "PluginError",
     "Policy",
+    "PreparedEvent",
+    "Reservation",
+    "ReservationError",
+    "ReserveOutcome",
     "Resource",
     "ResourceRegistry",
     "ResourceUsage",
     "UsageEvent",
+    "UsageInput",
     "UsageRejected",
     "UsageSnapshot",
     "create_plugin_manager",

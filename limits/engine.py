@@ -1,22 +1,34 @@
-"""The limit engine: check, consume and read usage, exactly. No SQL here."""
+"""The limit engine: check, consume, reserve/commit/release and usage, exactly. No SQL here."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
 import pluggy
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from limits import repository
-from limits.display import format_meter
+from limits import ledger, repository
 from limits.manager import ResourceRegistry
 from limits.periods import GAUGE_EPOCH, Period, period_containing
-from limits.resource import Limit, Policy, Resource
+from limits.pricing import PriceTable
+from limits.resource import Limit, Resource
+from limits.types import (
+    Decision,
+    PreparedEvent,
+    Reservation,
+    ReservationError,
+    ReserveOutcome,
+    ResourceUsage,
+    UsageInput,
+    UsageRejected,
+    UsageSnapshot,
+)
+from limits.validation import Preparer
 from tally.clock import Clock
 from tally.db import on_commit
 from tally.orgs import Organization
@@ -24,117 +36,33 @@ from tally.orgs.models import new_id
 
 log = logging.getLogger(__name__)
 
-Status = Literal["accepted", "duplicate", "rejected"]
-
-
-class UsageRejected(ValueError):
-    """Bad usage input, refused before anything is written."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class UsageEvent:
-    """One unit of usage as recorded: what, how much, when, and its attributes."""
-
-    organization_id: str
-    resource: str
-    amount: int
-    idempotency_key: str
-    occurred_at: datetime
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The answer to "may I?": the status, and the counter as the decision left it."""
-
-    resource: str
-    status: Status
-    requested: int
-    used: int
-    limit: int | None
-    policy: Policy
-
-    @property
-    def allowed(self) -> bool:
-        return self.status != "rejected"
-
-    @property
-    def remaining(self) -> int | None:
-        return None if self.limit is None else max(self.limit - self.used, 0)
-
-    @property
-    def over_limit(self) -> bool:
-        return self.limit is not None and self.used > self.limit
-
-
-@dataclass(frozen=True)
-class ResourceUsage:
-    """One meter: a resource's usage against its limit."""
-
-    resource: Resource
-    used: int
-    limit: Limit
-
-    @property
-    def remaining(self) -> int | None:
-        return None if self.limit.value is None else max(self.limit.value - self.used, 0)
-
-    @property
-    def percent(self) -> float:
-        if self.limit.value is None:
-            return 0.0
-        if self.limit.value == 0:
-            return 100.0 if self.used > 0 else 0.0
-        return round(self.used * 100 / self.limit.value, 2)
-
-    @property
-    def display(self) -> str:
-        return format_meter(self.used, self.limit.value, self.resource.display)
-
-
-@dataclass(frozen=True)
-class UsageSnapshot:
-    """Every meter of an organization in its current billing period."""
-
-    period: Period
-    resources: tuple[ResourceUsage, ...]
-
-    @property
-    def percent_used(self) -> float:
-        """The highest percent among limited resources: a full meter is never hidden."""
-        limited = [meter.percent for meter in self.resources if meter.limit.value is not None]
-        return max(limited, default=0.0)
-
-    def get(self, key: str) -> ResourceUsage:
-        for meter in self.resources:
-            if meter.resource.key == key:
-                return meter
-        raise KeyError(key)
+DEFAULT_GRACE = timedelta(hours=1)
+MAX_TTL_SECONDS = 86_400
+KEY_RACE_RETRIES = 3
 
 
 class LimitEngine:
     """Exact limits over the resources that plugins register.
 
     Every operation takes the caller's session; writes happen in the caller's transaction,
-    and `tally_usage_recorded` observers run after it commits.
+    and observers (`tally_usage_recorded`, `tally_threshold_crossed`) run after it commits.
     """
 
-    def __init__(self, plugins: pluggy.PluginManager, clock: Clock) -> None:
+    def __init__(
+        self,
+        plugins: pluggy.PluginManager,
+        clock: Clock,
+        prices: PriceTable | None = None,
+        grace: timedelta = DEFAULT_GRACE,
+    ) -> None:
         self.plugins = plugins
         self.clock = clock
         self.registry = ResourceRegistry(plugins)
+        self.prices = prices or PriceTable.load()
+        self.preparer = Preparer(self.registry, plugins, self.prices, grace)
 
     def resource(self, key: str) -> Resource:
-        resource = self.registry.get(key)
-        if resource is None:
-            known = ", ".join(sorted(r.key for r in self.registry))
-            raise UsageRejected("UNKNOWN_RESOURCE", f"unknown resource {key!r}; known: {known}")
-        return resource
+        return self.preparer.resource(key)
 
     def limit(self, organization: Organization, resource: Resource) -> Limit:
         limit: Limit | None = self.plugins.hook.tally_resolve_limit(
@@ -146,23 +74,263 @@ class LimitEngine:
         """The organization's billing period holding `at` (default: now)."""
         return period_containing(at or self.clock.now(), organization.billing_anchor_day)
 
-    def _counter_period(self, organization: Organization, resource: Resource) -> datetime:
-        return self.period(organization).start if resource.resets else GAUGE_EPOCH
+    def prepare(
+        self, organization: Organization, usage: Sequence[UsageInput]
+    ) -> list[PreparedEvent]:
+        """Validate a batch whole; UsageRejected (naming the event) before anything is written."""
+        now = self.clock.now()
+        prepared = []
+        for index, item in enumerate(usage):
+            try:
+                prepared.append(self.preparer.prepare(organization, item, now))
+            except UsageRejected as error:
+                raise (error.at(index) if len(usage) > 1 else error) from None
+        return prepared
+
+    def _limits(
+        self, organization: Organization, events: Sequence[PreparedEvent]
+    ) -> dict[str, Limit]:
+        return {e.resource.key: self.limit(organization, e.resource) for e in events}
+
+    async def apply(
+        self, session: AsyncSession, organization: Organization, events: Sequence[PreparedEvent]
+    ) -> list[Decision]:
+        """Record prepared events in order, each all or nothing, each key once."""
+        if not events:
+            return []
+        limits = self._limits(organization, events)
+        for attempt in range(KEY_RACE_RETRIES + 1):
+            savepoint = await session.begin_nested()
+            try:
+                applied = await ledger.apply(
+                    session, organization, events, limits, self.clock.now()
+                )
+            except ledger.KeyRace:
+                await savepoint.rollback()
+                if attempt == KEY_RACE_RETRIES:
+                    raise
+                continue
+            await savepoint.commit()
+            on_commit(session, partial(self._notify, organization, applied))
+            return applied.decisions
+        raise AssertionError("unreachable")
+
+    async def record(
+        self, session: AsyncSession, organization: Organization, usage: Sequence[UsageInput]
+    ) -> list[Decision]:
+        """Validate a batch whole, then apply it."""
+        return await self.apply(session, organization, self.prepare(organization, usage))
+
+    async def consume(
+        self,
+        session: AsyncSession,
+        organization: Organization,
+        key: str,
+        amount: int,
+        *,
+        idempotency_key: str,
+        attributes: Mapping[str, Any] | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Decision:
+        """Record one usage event if the limit allows; a gauge takes a negative amount back."""
+        usage = UsageInput(key, amount, idempotency_key, occurred_at, attributes or {})
+        return (await self.record(session, organization, [usage]))[0]
+
+    async def check(
+        self, session: AsyncSession, organization: Organization, usage: Sequence[UsageInput]
+    ) -> list[Decision]:
+        """What recording this batch would decide now; records nothing."""
+        events = self.prepare(organization, usage)
+        states = await repository.read_counters(
+            session, organization.id, sorted({e.counter for e in events})
+        )
+        decisions, _ = await ledger.decide(
+            session,
+            organization,
+            events,
+            self._limits(organization, events),
+            states,
+            self.clock.now(),
+            sweep=False,
+        )
+        return decisions
+
+    async def reserve(
+        self,
+        session: AsyncSession,
+        organization: Organization,
+        key: str,
+        amount: int,
+        *,
+        ttl: timedelta,
+        idempotency_key: str,
+    ) -> ReserveOutcome:
+        """Hold `amount` against the limit until committed, released, or `ttl` has passed."""
+        resource = self.resource(key)
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise UsageRejected("INVALID_AMOUNT", "a reservation needs a positive integer amount")
+        if not timedelta(seconds=1) <= ttl <= timedelta(seconds=MAX_TTL_SECONDS):
+            raise UsageRejected("INVALID_TTL", f"ttl must be 1 to {MAX_TTL_SECONDS} seconds")
+        if not idempotency_key or len(idempotency_key) > 200:
+            raise UsageRejected("MISSING_IDEMPOTENCY_KEY", "an idempotency key is required")
+        now = self.clock.now()
+        limit = self.limit(organization, resource)
+        counter = (
+            resource.key,
+            self.period(organization).start if resource.resets else GAUGE_EPOCH,
+        )
+        existing = await repository.find_reservation(session, organization.id, key=idempotency_key)
+        if existing is not None:
+            return ReserveOutcome(
+                _reservation(existing),
+                Decision(
+                    resource.key,
+                    "duplicate",
+                    existing.amount,
+                    0,
+                    limit.value,
+                    limit.policy,
+                    idempotency_key,
+                ),
+            )
+        savepoint = await session.begin_nested()
+        states = await repository.lock_counters(session, organization.id, [counter])
+        state = states[counter]
+        if not ledger.fits(state, amount, limit) and state.reserved > 0:
+            state.reserved -= await repository.expire_reservations(
+                session, organization.id, counter, now
+            )
+        if not ledger.fits(state, amount, limit):
+            await repository.write_counters(session, organization.id, states)
+            await savepoint.commit()
+            return ReserveOutcome(
+                None,
+                Decision(
+                    resource.key,
+                    "rejected",
+                    amount,
+                    state.used,
+                    limit.value,
+                    limit.policy,
+                    idempotency_key,
+                ),
+            )
+        state.reserved += amount
+        values = {
+            "id": new_id(),
+            "organization_id": organization.id,
+            "resource": resource.key,
+            "period_start": counter[1],
+            "amount": amount,
+            "idempotency_key": idempotency_key,
+            "status": "held",
+            "created_at": now,
+            "expires_at": now + ttl,
+        }
+        if not await repository.insert_reservation(session, values):
+            await savepoint.rollback()
+            return await self.reserve(
+                session, organization, key, amount, ttl=ttl, idempotency_key=idempotency_key
+            )
+        await repository.write_counters(session, organization.id, states)
+        await savepoint.commit()
+        reservation = Reservation(
+            str(values["id"]), resource.key, amount, "held", now + ttl, idempotency_key
+        )
+        return ReserveOutcome(
+            reservation,
+            Decision(
+                resource.key,
+                "accepted",
+                amount,
+                state.used,
+                limit.value,
+                limit.policy,
+                idempotency_key,
+            ),
+        )
+
+    async def commit(
+        self,
+        session: AsyncSession,
+        organization: Organization,
+        reservation_id: str,
+        amount: int,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """Turn a reservation into usage of `amount` (its held amount is freed either way)."""
+        held = await repository.find_reservation(session, organization.id, id=reservation_id)
+        if held is None:
+            raise ReservationError("NOT_FOUND", f"no reservation {reservation_id!r}")
+        usage = UsageInput(held.resource, amount, held.idempotency_key, None, attributes or {})
+        if amount < 0:
+            raise UsageRejected("INVALID_AMOUNT", "a commit needs an amount of zero or more")
+        if held.status == "committed":
+            return (await self.check(session, organization, [usage]))[0]
+        if held.status != "held" or held.expires_at <= self.clock.now():
+            raise ReservationError(
+                "RESERVATION_EXPIRED", f"reservation {reservation_id} is {_state(held, self.clock)}"
+            )
+        event = self.prepare(organization, [usage])[0]
+        event = PreparedEvent(
+            **{
+                **event.__dict__,
+                "period_start": held.period_start,
+                "reservation_id": held.id,
+                "reserved_amount": held.amount,
+            }
+        )
+        decision = (await self.apply(session, organization, [event]))[0]
+        if decision.status == "accepted" and not await repository.settle_reservation(
+            session, held.id, "committed", self.clock.now()
+        ):
+            raise ReservationError(
+                "RESERVATION_EXPIRED", f"reservation {reservation_id} expired while committing"
+            )
+        return decision
+
+    async def release(
+        self, session: AsyncSession, organization: Organization, reservation_id: str
+    ) -> Reservation:
+        """Give a held reservation back; releasing twice answers the same."""
+        held = await repository.find_reservation(session, organization.id, id=reservation_id)
+        if held is None:
+            raise ReservationError("NOT_FOUND", f"no reservation {reservation_id!r}")
+        if held.status == "committed":
+            raise ReservationError(
+                "ALREADY_COMMITTED", f"reservation {reservation_id} was committed"
+            )
+        counter = (held.resource, held.period_start)
+        states = await repository.lock_counters(session, organization.id, [counter])
+        if await repository.settle_reservation(session, held.id, "released", None):
+            states[counter].reserved -= held.amount
+            await repository.write_counters(session, organization.id, states)
+            held.status = "released"
+        return _reservation(held)
 
     async def usage(
         self, session: AsyncSession, organization: Organization, at: datetime | None = None
     ) -> UsageSnapshot:
-        """Every resource's meter in the period holding `at` (default: now), from one read of
-        the counters. Gauges show their current count whatever the period."""
+        """Every resource's meter in the period holding `at` (default: now). Gauges show their
+        current count whatever the period."""
+        now = self.clock.now()
         period = self.period(organization, at)
         counters = await repository.counters(session, organization.id, [period.start, GAUGE_EPOCH])
+        stale = (
+            await repository.expired_holds(session, organization.id, now)
+            if any(state.reserved for state in counters.values())
+            else {}
+        )
         meters = []
         for resource in self.registry:
-            start = period.start if resource.resets else GAUGE_EPOCH
-            used = await self._own_usage(session, organization, resource, period)
-            if used is None:
-                used = counters.get((resource.key, start), 0)
-            meters.append(ResourceUsage(resource, used, self.limit(organization, resource)))
+            key = (resource.key, period.start if resource.resets else GAUGE_EPOCH)
+            state = counters.get(key, repository.CounterState(0, 0))
+            own = await self._own_usage(session, organization, resource, period)
+            used = state.used if own is None else own
+            reserved = state.reserved - stale.get(key, 0)
+            meters.append(
+                ResourceUsage(resource, used, self.limit(organization, resource), reserved)
+            )
         return UsageSnapshot(period, tuple(meters))
 
     async def _own_usage(
@@ -178,140 +346,37 @@ class LimitEngine:
             answer = await answer
         return None if answer is None else int(answer)
 
-    async def current(
-        self, session: AsyncSession, organization: Organization, resource: Resource
-    ) -> int:
-        period = self.period(organization)
-        own = await self._own_usage(session, organization, resource, period)
-        if own is not None:
-            return own
-        start = period.start if resource.resets else GAUGE_EPOCH
-        return await repository.counter_value(session, organization.id, resource.key, start)
-
-    def validate(
-        self,
-        organization: Organization,
-        key: str,
-        amount: int,
-        attributes: Mapping[str, Any] | None = None,
-    ) -> Resource:
-        """The resource, once the amount and attributes are acceptable; else UsageRejected."""
-        resource = self.resource(key)
-        if isinstance(amount, bool) or not isinstance(amount, int):
-            raise UsageRejected("INVALID_AMOUNT", f"amount must be an integer, not {amount!r}")
-        if amount < 0 and resource.kind == "metered":
-            raise UsageRejected(
-                "INVALID_AMOUNT", f"{key} is metered: its amount cannot be negative ({amount})"
+    def _notify(self, organization: Organization, applied: ledger.Applied) -> None:
+        for key, events in applied.recorded.items():
+            self._observe(
+                "tally_usage_recorded",
+                organization=organization,
+                resource=self.resource(key),
+                events=events,
             )
-        attributes = attributes or {}
-        unknown = sorted(set(attributes) - set(resource.attributes))
-        if unknown:
-            allowed = ", ".join(resource.attributes) or "none"
-            raise UsageRejected(
-                "INVALID_ATTRIBUTE",
-                f"{key} does not take attribute(s) {', '.join(unknown)}; it takes: {allowed}",
+        for resource, threshold, decision in applied.crossed:
+            self._observe(
+                "tally_threshold_crossed",
+                organization=organization,
+                resource=resource,
+                threshold=threshold,
+                usage=decision,
             )
-        self.plugins.hook.tally_validate_usage(
-            organization=organization, resource=resource, amount=amount, attributes=attributes
-        )
-        return resource
 
-    async def check(
-        self,
-        session: AsyncSession,
-        organization: Organization,
-        key: str,
-        amount: int,
-        attributes: Mapping[str, Any] | None = None,
-    ) -> Decision:
-        """What `consume` would decide now; records nothing."""
-        resource = self.validate(organization, key, amount, attributes)
-        limit = self.limit(organization, resource)
-        used = await self.current(session, organization, resource)
-        ceiling = limit.ceiling()
-        refused = (amount > 0 and ceiling is not None and used + amount > ceiling) or (
-            used + amount < 0
-        )
-        status: Status = "rejected" if refused else "accepted"
-        return Decision(
-            key, status, amount, used if refused else used + amount, limit.value, limit.policy
-        )
-
-    async def consume(
-        self,
-        session: AsyncSession,
-        organization: Organization,
-        key: str,
-        amount: int,
-        *,
-        idempotency_key: str,
-        attributes: Mapping[str, Any] | None = None,
-    ) -> Decision:
-        """Record usage if the limit allows, all or nothing, once per idempotency key.
-
-        A gauge takes a negative amount to give back; it never falls below zero.
-        """
-        resource = self.validate(organization, key, amount, attributes)
-        if not idempotency_key:
-            raise UsageRejected("MISSING_IDEMPOTENCY_KEY", "an idempotency key is required")
-        limit = self.limit(organization, resource)
-        now = self.clock.now()
-        start = self._counter_period(organization, resource)
-        event = UsageEvent(
-            organization.id, key, amount, idempotency_key, now, dict(attributes or {})
-        )
-        savepoint = await session.begin_nested()
-        used = await repository.add_to_counter(
-            session, organization.id, key, start, amount, limit.ceiling()
-        )
-        if used is None:
-            await savepoint.rollback()
-            if await repository.find_event(session, organization.id, idempotency_key):
-                return await self._replay(session, organization.id, idempotency_key, limit)
-            current = await repository.counter_value(session, organization.id, key, start)
-            return Decision(key, "rejected", amount, current, limit.value, limit.policy)
-        inserted = await repository.insert_event(
-            session,
-            {
-                "id": new_id(),
-                "organization_id": organization.id,
-                "resource": key,
-                "idempotency_key": idempotency_key,
-                "amount": amount,
-                "period_start": start,
-                "occurred_at": now,
-                "recorded_at": now,
-                "used_after": used,
-                "limit_value": limit.value,
-                "attributes": event.attributes,
-            },
-        )
-        if not inserted:
-            await savepoint.rollback()
-            return await self._replay(session, organization.id, idempotency_key, limit)
-        await savepoint.commit()
-        on_commit(session, lambda: self._recorded(organization, resource, event))
-        return Decision(key, "accepted", amount, used, limit.value, limit.policy)
-
-    async def _replay(
-        self, session: AsyncSession, organization_id: str, idempotency_key: str, limit: Limit
-    ) -> Decision:
-        original = await repository.find_event(session, organization_id, idempotency_key)
-        if original is None:
-            raise RuntimeError(f"usage event {idempotency_key!r} vanished during a replay")
-        return Decision(
-            original.resource,
-            "duplicate",
-            original.amount,
-            original.used_after,
-            original.limit_value,
-            limit.policy,
-        )
-
-    def _recorded(self, organization: Organization, resource: Resource, event: UsageEvent) -> None:
+    def _observe(self, hook: str, **kwargs: Any) -> None:
         try:
-            self.plugins.hook.tally_usage_recorded(
-                organization=organization, resource=resource, events=[event]
-            )
+            getattr(self.plugins.hook, hook)(**kwargs)
         except Exception:
-            log.exception("a tally_usage_recorded observer failed for %s", resource.key)
+            log.exception("a %s observer failed", hook)
+
+
+def _reservation(row: Any) -> Reservation:
+    return Reservation(
+        row.id, row.resource, int(row.amount), row.status, row.expires_at, row.idempotency_key
+    )
+
+
+def _state(row: Any, clock: Clock) -> str:
+    if row.status == "held" and row.expires_at <= clock.now():
+        return "expired"
+    return str(row.status)

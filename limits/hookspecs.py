@@ -14,9 +14,9 @@ import pluggy
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from limits.engine import Decision, UsageEvent
     from limits.periods import Period
     from limits.resource import Limit, Resource
+    from limits.types import Decision, UsageEvent
     from tally.orgs import Organization
 
 PROJECT = "tally"

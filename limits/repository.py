@@ -1,21 +1,44 @@
-"""All SQL of the limit engine: atomic counter updates, events, usage reads."""
+"""All SQL of the limit engine: counters under lock, events, reservations, rollups, alerts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
-from limits.models import UsageCounter, UsageEventRow
+from limits.models import UsageAlert, UsageCounter, UsageEventRow, UsageReservation, UsageRollup
 
 _counters = UsageCounter.__table__  # type: ignore[attr-defined]
 _events = UsageEventRow.__table__  # type: ignore[attr-defined]
+_reservations = UsageReservation.__table__  # type: ignore[attr-defined]
+_rollups = UsageRollup.__table__  # type: ignore[attr-defined]
+_alerts = UsageAlert.__table__  # type: ignore[attr-defined]
+
+CounterKey = tuple[str, datetime]
+
+
+@dataclass
+class CounterState:
+    """A counter as read under lock: `used`, and `reserved` by held reservations."""
+
+    used: int
+    reserved: int
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """What a replay needs of the original event."""
+
+    resource: str
+    amount: int
+    used_after: int
+    limit_value: int | None
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -23,102 +46,245 @@ def _insert(session: AsyncSession) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
-async def add_to_counter(
-    session: AsyncSession,
-    organization_id: str,
-    resource: str,
-    period_start: datetime,
-    amount: int,
-    ceiling: int | None,
-) -> int | None:
-    """Add `amount` to a counter in one atomic statement and return the new value.
+def _counter_filter(organization_id: str, keys: Sequence[CounterKey]) -> Any:
+    c = _counters.c
+    return and_(
+        c.organization_id == organization_id,
+        or_(*(and_(c.resource == name, c.period_start == start) for name, start in keys)),
+    )
 
-    Returns None, changing nothing, when the result would pass `ceiling` or fall
-    below zero. The condition is evaluated on the row as the statement finds it, so
-    concurrent writers never pass the ceiling together (no read-then-write).
+
+async def lock_counters(
+    session: AsyncSession, organization_id: str, keys: Sequence[CounterKey]
+) -> dict[CounterKey, CounterState]:
+    """Create missing counters and lock all of them, in key order, in one statement.
+
+    A no-op `ON CONFLICT DO UPDATE` takes the row lock (PostgreSQL); on SQLite the write
+    transaction already holds the database's write lock.
     """
-    row = _counters.c
-    conditions: list[ColumnElement[bool]] = []
-    if amount > 0 and ceiling is not None:
-        conditions.append(row.used + amount <= ceiling)
-    if amount < 0:
-        conditions.append(row.used + amount >= 0)
-    key = and_(
-        row.organization_id == organization_id,
-        row.resource == resource,
-        row.period_start == period_start,
-    )
-    creatable = amount >= 0 and (ceiling is None or amount <= ceiling)
-    if creatable:
-        statement = (
-            _insert(session)(_counters)
-            .values(
-                organization_id=organization_id,
-                resource=resource,
-                period_start=period_start,
-                used=amount,
-            )
-            .on_conflict_do_update(
-                index_elements=["organization_id", "resource", "period_start"],
-                set_={"used": row.used + amount},
-                where=and_(*conditions) if conditions else None,
-            )
-            .returning(row.used)
+    ordered = sorted(set(keys))
+    statement = (
+        _insert(session)(_counters)
+        .values(
+            [
+                {
+                    "organization_id": organization_id,
+                    "resource": name,
+                    "period_start": start,
+                    "used": 0,
+                    "reserved": 0,
+                }
+                for name, start in ordered
+            ]
         )
-    else:
-        statement = (
-            update(_counters).where(key, *conditions).values(used=row.used + amount)
-        ).returning(row.used)
-    result = await session.execute(statement)
-    value = result.scalar_one_or_none()
-    return None if value is None else int(value)
-
-
-async def counter_value(
-    session: AsyncSession, organization_id: str, resource: str, period_start: datetime
-) -> int:
-    result = await session.execute(
-        select(_counters.c.used).where(
-            _counters.c.organization_id == organization_id,
-            _counters.c.resource == resource,
-            _counters.c.period_start == period_start,
+        .on_conflict_do_update(
+            index_elements=["organization_id", "resource", "period_start"],
+            set_={"used": _counters.c.used},
+        )
+        .returning(
+            _counters.c.resource, _counters.c.period_start, _counters.c.used, _counters.c.reserved
         )
     )
-    return int(result.scalar_one_or_none() or 0)
+    rows = (await session.execute(statement)).all()
+    return {(name, start): CounterState(int(used), int(held)) for name, start, used, held in rows}
+
+
+async def read_counters(
+    session: AsyncSession, organization_id: str, keys: Sequence[CounterKey]
+) -> dict[CounterKey, CounterState]:
+    """Counters as they stand, without a lock; missing ones read as zero."""
+    c = _counters.c
+    rows = (
+        await session.execute(
+            select(c.resource, c.period_start, c.used, c.reserved).where(
+                _counter_filter(organization_id, keys)
+            )
+        )
+    ).all()
+    found = {(name, start): CounterState(int(used), int(held)) for name, start, used, held in rows}
+    return {key: found.get(key, CounterState(0, 0)) for key in keys}
+
+
+async def write_counters(
+    session: AsyncSession, organization_id: str, states: Mapping[CounterKey, CounterState]
+) -> None:
+    """Store counters' new values (their rows are locked by this transaction)."""
+    if not states:
+        return
+    c = _counters.c
+    statement = (
+        update(_counters)
+        .where(
+            c.organization_id == bindparam("o"),
+            c.resource == bindparam("r"),
+            c.period_start == bindparam("p"),
+        )
+        .values(used=bindparam("u"), reserved=bindparam("h"))
+    )
+    connection = await session.connection()
+    await connection.execute(
+        statement,
+        [
+            {"o": organization_id, "r": name, "p": start, "u": state.used, "h": state.reserved}
+            for (name, start), state in states.items()
+        ],
+    )
 
 
 async def counters(
     session: AsyncSession, organization_id: str, period_starts: Sequence[datetime]
-) -> dict[tuple[str, datetime], int]:
+) -> dict[CounterKey, CounterState]:
     """Every counter of an organization in the given periods, in one statement."""
+    c = _counters.c
     result = await session.execute(
-        select(_counters.c.resource, _counters.c.period_start, _counters.c.used).where(
-            _counters.c.organization_id == organization_id,
-            _counters.c.period_start.in_(list(period_starts)),
+        select(c.resource, c.period_start, c.used, c.reserved).where(
+            c.organization_id == organization_id, c.period_start.in_(list(period_starts))
         )
     )
-    return {(name, start): int(used) for name, start, used in result.all()}
+    return {(name, start): CounterState(int(used), int(held)) for name, start, used, held in result}
 
 
-async def insert_event(session: AsyncSession, values: Mapping[str, Any]) -> bool:
-    """Insert an event unless its idempotency key was seen; True when inserted."""
+async def find_events(
+    session: AsyncSession, organization_id: str, keys: Iterable[str]
+) -> dict[str, StoredEvent]:
+    e = _events.c
+    result = await session.execute(
+        select(e.idempotency_key, e.resource, e.amount, e.used_after, e.limit_value).where(
+            e.organization_id == organization_id, e.idempotency_key.in_(sorted(set(keys)))
+        )
+    )
+    return {
+        key: StoredEvent(resource, int(amount), int(after), None if cap is None else int(cap))
+        for key, resource, amount, after, cap in result
+    }
+
+
+async def insert_events(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert events whose idempotency keys are new; returns the keys inserted."""
+    if not rows:
+        return set()
     statement = (
         _insert(session)(_events)
+        .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
+        .returning(_events.c.idempotency_key)
+    )
+    result = await session.execute(statement, list(rows))
+    return set(result.scalars().all())
+
+
+async def add_rollups(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add hourly totals to the rollups, creating rows as needed."""
+    if not rows:
+        return
+    r = _rollups.c
+    statement = _insert(session)(_rollups)
+    statement = statement.on_conflict_do_update(
+        index_elements=["organization_id", "resource", "hour", "model", "action"],
+        set_={
+            "amount": r.amount + statement.excluded.amount,
+            "cost_micros": r.cost_micros + statement.excluded.cost_micros,
+            "unpriced_amount": r.unpriced_amount + statement.excluded.unpriced_amount,
+            "events": r.events + statement.excluded.events,
+        },
+    )
+    connection = await session.connection()
+    await connection.execute(statement, list(rows))
+
+
+async def expire_reservations(
+    session: AsyncSession, organization_id: str, key: CounterKey, now: datetime
+) -> int:
+    """Mark a counter's held reservations that expired; returns the amount they held."""
+    r = _reservations.c
+    result = await session.execute(
+        update(_reservations)
+        .where(
+            r.organization_id == organization_id,
+            r.resource == key[0],
+            r.period_start == key[1],
+            r.status == "held",
+            r.expires_at <= now,
+        )
+        .values(status="expired")
+        .returning(r.amount)
+    )
+    return sum(int(amount) for amount in result.scalars())
+
+
+async def expired_holds(
+    session: AsyncSession, organization_id: str, now: datetime
+) -> dict[CounterKey, int]:
+    """The amounts still counted as reserved though their reservations expired."""
+    r = _reservations.c
+    result = await session.execute(
+        select(r.resource, r.period_start, func.sum(r.amount))
+        .where(r.organization_id == organization_id, r.status == "held", r.expires_at <= now)
+        .group_by(r.resource, r.period_start)
+    )
+    return {(name, start): int(total) for name, start, total in result}
+
+
+async def find_reservation(
+    session: AsyncSession, organization_id: str, *, id: str | None = None, key: str | None = None
+) -> UsageReservation | None:
+    statement = select(UsageReservation).where(
+        col(UsageReservation.organization_id) == organization_id
+    )
+    if id is not None:
+        statement = statement.where(col(UsageReservation.id) == id)
+    if key is not None:
+        statement = statement.where(col(UsageReservation.idempotency_key) == key)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def insert_reservation(session: AsyncSession, values: Mapping[str, Any]) -> bool:
+    statement = (
+        _insert(session)(_reservations)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
-        .returning(_events.c.id)
+        .returning(_reservations.c.id)
     )
-    result = await session.execute(statement)
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def settle_reservation(
+    session: AsyncSession, reservation_id: str, status: str, unexpired_at: datetime | None
+) -> bool:
+    """Move a held reservation (still unexpired at `unexpired_at`, when given) to `status`;
+    False when it was not held."""
+    r = _reservations.c
+    statement = update(_reservations).where(r.id == reservation_id, r.status == "held")
+    if unexpired_at is not None:
+        statement = statement.where(r.expires_at > unexpired_at)
+    result = await session.execute(statement.values(status=status).returning(r.id))
     return result.scalar_one_or_none() is not None
 
 
-async def find_event(
-    session: AsyncSession, organization_id: str, idempotency_key: str
-) -> UsageEventRow | None:
-    result = await session.execute(
-        select(UsageEventRow).where(
-            col(UsageEventRow.organization_id) == organization_id,
-            col(UsageEventRow.idempotency_key) == idempotency_key,
+async def insert_alerts(
+    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, int]]:
+    """Record thresholds crossed; returns the (resource, threshold) pairs that are new."""
+    inserted: list[tuple[str, int]] = []
+    for row in rows:
+        statement = (
+            _insert(session)(_alerts)
+            .values(**row)
+            .on_conflict_do_nothing()
+            .returning(_alerts.c.resource, _alerts.c.threshold)
         )
+        inserted.extend((name, int(t)) for name, t in (await session.execute(statement)).all())
+    return inserted
+
+
+async def list_alerts(
+    session: AsyncSession, organization_id: str, period_starts: Sequence[datetime]
+) -> Sequence[UsageAlert]:
+    statement = (
+        select(UsageAlert)
+        .where(
+            col(UsageAlert.organization_id) == organization_id,
+            col(UsageAlert.period_start).in_(list(period_starts)),
+        )
+        .order_by(col(UsageAlert.crossed_at).desc(), col(UsageAlert.threshold).desc())
     )
-    return result.scalar_one_or_none()
+    return (await session.execute(statement)).scalars().all()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from billing import Catalog, PlanLimits
 from limits import LimitEngine, create_plugin_manager
+from limits.pricing import PriceTable
 from tally.clock import Clock, SystemClock
 from tally.config import Settings
 from tally.db import Database
@@ -33,6 +35,11 @@ def build_runtime(
     catalog = Catalog.load(settings.plans_path)
     manager = create_plugin_manager([(PlanLimits(catalog), "billing"), *plugins])
     clock = clock or SystemClock()
-    engine = LimitEngine(manager, clock)
+    engine = LimitEngine(
+        manager,
+        clock,
+        PriceTable.load(settings.model_prices_path),
+        timedelta(seconds=settings.usage_grace_seconds),
+    )
     catalog.check_resources(resource.key for resource in engine.registry)
     return Runtime(settings, Database(settings.database_url), clock, catalog, engine)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from billing.accounts import OpenedAccount, open_account
-from limits import Decision, UsageRejected
+from limits import Decision, UsageInput, UsageRejected
 from tally.clock import FrozenClock
 from tally.config import Settings
 from tally.runtime import Runtime, build_runtime
@@ -108,10 +108,13 @@ async def test_an_amount_larger_than_the_limit_is_refused_on_an_empty_counter(
 async def test_check_records_nothing(runtime: Runtime) -> None:
     account = await open_tiny(runtime)
     async with runtime.db.read() as session:
-        ok = await runtime.engine.check(session, account.organization, "tokens", 100)
-        too_much = await runtime.engine.check(session, account.organization, "tokens", 101)
+        ok, too_much = await runtime.engine.check(
+            session,
+            account.organization,
+            [UsageInput("tokens", 100, "a"), UsageInput("tokens", 101, "b")],
+        )
     assert (ok.status, ok.used) == ("accepted", 100)
-    assert (too_much.status, too_much.used) == ("rejected", 0)
+    assert (too_much.status, too_much.used) == ("rejected", 100)
     assert await used(runtime, account, "tokens") == 0
 
 

@@ -1,0 +1,185 @@
+"""The values the limit engine takes and gives: inputs, decisions, meters, reservations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+from limits.display import format_meter
+from limits.periods import Period
+from limits.resource import Limit, Policy, Resource
+
+Status = Literal["accepted", "duplicate", "rejected"]
+
+
+class UsageRejected(ValueError):
+    """Bad usage input, refused before anything is written.
+
+    `index` is the event's position in its batch, when it came in one.
+    """
+
+    def __init__(self, code: str, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.index = index
+
+    def at(self, index: int) -> UsageRejected:
+        return UsageRejected(self.code, f"events[{index}]: {self.message}", index)
+
+
+class ReservationError(LookupError):
+    """A reservation that is unknown, expired, or already settled."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class UsageInput:
+    """Usage as a caller reports it; `occurred_at` defaults to now."""
+
+    resource: str
+    amount: int
+    idempotency_key: str
+    occurred_at: datetime | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    """A validated input with its counter period, hour and cost decided."""
+
+    resource: Resource
+    amount: int
+    idempotency_key: str
+    occurred_at: datetime
+    period_start: datetime
+    attributes: Mapping[str, Any]
+    model: str | None
+    action: str | None
+    cost_micros: int | None
+    reservation_id: str | None = None
+    reserved_amount: int = 0
+
+    @property
+    def counter(self) -> tuple[str, datetime]:
+        return self.resource.key, self.period_start
+
+    @property
+    def hour(self) -> datetime:
+        return self.occurred_at.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """One unit of usage as recorded, handed to `tally_usage_recorded` observers."""
+
+    organization_id: str
+    resource: str
+    amount: int
+    idempotency_key: str
+    occurred_at: datetime
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    cost_micros: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to "may I?": the status, and the counter as the decision left it."""
+
+    resource: str
+    status: Status
+    requested: int
+    used: int
+    limit: int | None
+    policy: Policy
+    idempotency_key: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.status != "rejected"
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used, 0)
+
+    @property
+    def over_limit(self) -> bool:
+        return self.limit is not None and self.used > self.limit
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An amount held against a limit until `expires_at`."""
+
+    id: str
+    resource: str
+    amount: int
+    status: str
+    expires_at: datetime
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class ReserveOutcome:
+    """A reservation, or the refusal that kept it from being made."""
+
+    reservation: Reservation | None
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """One meter: a resource's usage against its limit; `reserved` is held, not yet used."""
+
+    resource: Resource
+    used: int
+    limit: Limit
+    reserved: int = 0
+
+    @property
+    def remaining(self) -> int | None:
+        if self.limit.value is None:
+            return None
+        return max(self.limit.value - self.used - self.reserved, 0)
+
+    @property
+    def percent(self) -> float:
+        if self.limit.value is None:
+            return 0.0
+        if self.limit.value == 0:
+            return 100.0 if self.used > 0 else 0.0
+        return round(self.used * 100 / self.limit.value, 2)
+
+    @property
+    def display(self) -> str:
+        return format_meter(self.used, self.limit.value, self.resource.display)
+
+
+@dataclass(frozen=True)
+class UsageSnapshot:
+    """Every meter of an organization in a billing period."""
+
+    period: Period
+    resources: tuple[ResourceUsage, ...]
+
+    @property
+    def percent_used(self) -> float:
+        """The highest percent among limited resources: a full meter is never hidden."""
+        limited = [meter.percent for meter in self.resources if meter.limit.value is not None]
+        return max(limited, default=0.0)
+
+    @property
+    def resets_on(self) -> date:
+        return self.period.resets_on
+
+    def get(self, key: str) -> ResourceUsage:
+        for meter in self.resources:
+            if meter.resource.key == key:
+                return meter
+        raise KeyError(key)
