@@ -5,8 +5,10 @@ The owner takes a seat through the limit engine in the same transaction.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import repository as billing_repository
@@ -21,8 +23,15 @@ OWNER_KEY_NAME = "owner key"
 SERVICE_KEY_NAME = "service key"
 
 
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
 class AccountError(ValueError):
-    """An account cannot be opened as asked."""
+    """An account change that cannot be made as asked; `field` names the culprit input."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SeatLimitReached(AccountError):
@@ -130,3 +139,60 @@ async def create_api_key(
     )
     await orgs_repository.add(session, key)
     return key, secret
+
+
+async def invite_member(
+    session: AsyncSession,
+    engine: LimitEngine,
+    organization: Organization,
+    *,
+    email: str,
+    role: Role = Role.MEMBER,
+) -> Member:
+    """Invite a person: they hold a seat from now on. SeatLimitReached when the plan is full."""
+    email = email.strip()
+    if len(email) > 320 or not EMAIL.match(email):
+        raise AccountError(f"{email!r} is not an email address", "email")
+    if await orgs_repository.find_member(session, organization.id, email=email):
+        raise AccountError(f"{email} is already a member", "email")
+    try:
+        return await add_member(session, engine, organization, email=email, role=role)
+    except IntegrityError:
+        raise AccountError(f"{email} is already a member", "email") from None
+
+
+async def remove_member(
+    session: AsyncSession, engine: LimitEngine, organization: Organization, member_id: str
+) -> Member | None:
+    """Remove a member and give their seat back; None when there is no such member."""
+    member = await orgs_repository.find_member(session, organization.id, id=member_id)
+    if member is None:
+        return None
+    await engine.consume(
+        session,
+        organization,
+        "seats",
+        -1,
+        idempotency_key=f"member-removed:{member.id}",
+        attributes={"member_id": member.id},
+    )
+    if (
+        member.role == Role.OWNER
+        and await orgs_repository.count_owners(session, organization.id) <= 1
+    ):
+        raise AccountError("the last owner cannot be removed", "memberId")
+    await orgs_repository.delete_member(session, member)
+    return member
+
+
+async def revoke_api_key(
+    session: AsyncSession, engine: LimitEngine, organization: Organization, key_id: str
+) -> ApiKey | None:
+    """Revoke a key at once; None when the organization has no such key."""
+    key = await orgs_repository.find_api_key_by_id(session, organization.id, key_id)
+    if key is None:
+        return None
+    if key.revoked_at is None:
+        key.revoked_at = engine.clock.now()
+        await session.flush()
+    return key

@@ -5,6 +5,8 @@ from __future__ import annotations
 import strawberry
 from graphql import GraphQLError
 
+from graph.scalars import BigInt
+
 
 class ApiError(GraphQLError):
     """An expected error shown to the caller as is, with `extensions.code`."""
@@ -45,3 +47,16 @@ class InvalidInputError(Error):
 @strawberry.type(description="No such thing in the caller's organization.")
 class NotFoundError(Error):
     pass
+
+
+@strawberry.type(description="The limit does not leave room for the amount asked.")
+class LimitExceededError(Error):
+    resource: str
+    used: BigInt
+    limit: BigInt | None
+    requested: BigInt
+
+
+@strawberry.type(description="A reservation that expired or was already settled.")
+class ReservationStateError(Error):
+    reservation_id: strawberry.ID

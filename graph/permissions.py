@@ -9,7 +9,7 @@ import strawberry
 from graph.context import TallyContext
 from graph.errors import forbidden, unauthenticated
 from tally.auth import Principal
-from tally.orgs import Role
+from tally.orgs import Organization, Role
 
 Info = strawberry.Info[TallyContext, Any]
 
@@ -42,3 +42,22 @@ def own_organization_id(principal: Principal, organization_id: strawberry.ID | N
     if organization_id is None or str(organization_id) == principal.organization_id:
         return principal.organization_id
     return None
+
+
+USAGE_ROLES = (Role.OWNER, Role.ADMIN)
+
+
+def usage_caller(info: Info) -> Principal:
+    """A service key, or a member key with the owner or admin role; else FORBIDDEN."""
+    principal = caller(info)
+    if not principal.service and not principal.has_role(*USAGE_ROLES):
+        raise forbidden("usage needs a service key or an owner's or admin's key")
+    return principal
+
+
+async def target_organization(
+    info: Info, principal: Principal, organization_id: strawberry.ID | None
+) -> Organization | None:
+    """The organization a mutation acts on: the caller's own, or None (another or none)."""
+    own = own_organization_id(principal, organization_id)
+    return None if own is None else await info.context.loaders.organization.load(own)

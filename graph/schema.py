@@ -11,8 +11,9 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
-from graph import billing, members, usage
+from graph import billing, members, metering, usage
 from graph.errors import should_mask_error
 from graph.organization import build_organization_type, build_query
 from graph.scalars import SCALARS
@@ -28,13 +29,16 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
     organization = build_organization_type(
         {
             **usage.organization_fields(usage.build_usage_type(registry)),
+            **metering.organization_fields(),
             **billing.organization_fields(),
             **members.organization_fields(),
         }
     )
     query = build_query(organization)
+    mutation = merge_types("Mutation", (metering.UsageMutation, members.MemberMutation))
     return strawberry.Schema(
         query=query,
+        mutation=mutation,
         config=StrawberryConfig(scalar_map=SCALARS),
         extensions=[
             lambda: ParserCache(maxsize=CACHE_SIZE),

@@ -288,3 +288,49 @@ async def list_alerts(
         .order_by(col(UsageAlert.crossed_at).desc(), col(UsageAlert.threshold).desc())
     )
     return (await session.execute(statement)).scalars().all()
+
+
+RollupTotal = tuple[datetime, str, str, int, int, int]
+
+_TRUNC = {"hour": "hour", "day": "day", "week": "week", "month": "month"}
+
+
+async def rollup_totals(
+    session: AsyncSession,
+    organization_id: str,
+    resource: str,
+    start: datetime,
+    end: datetime,
+    granularity: str,
+    timezone: str,
+) -> list[RollupTotal]:
+    """Rollups summed per bucket, model and action: (bucket, model, action, amount, cost,
+    unpriced amount). On PostgreSQL the bucket is the local start (naive) in `timezone`; on
+    SQLite it is the UTC hour, and the caller buckets it."""
+    r = _rollups.c
+    window = (
+        r.organization_id == organization_id,
+        r.resource == resource,
+        r.hour >= start,
+        r.hour < end,
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        bucket: Any = func.date_trunc(_TRUNC[granularity], func.timezone(timezone, r.hour))
+    else:
+        bucket = r.hour
+    statement = (
+        select(
+            bucket.label("bucket"),
+            r.model,
+            r.action,
+            func.sum(r.amount),
+            func.sum(r.cost_micros),
+            func.sum(r.unpriced_amount),
+        )
+        .where(*window)
+        .group_by(bucket, r.model, r.action)
+    )
+    return [
+        (when, model, action, int(amount), int(cost), int(unpriced))
+        for when, model, action, amount, cost, unpriced in await session.execute(statement)
+    ]

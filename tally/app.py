@@ -1,4 +1,4 @@
-"""The ASGI app: /graphql (GraphiQL on GET), /healthz."""
+"""The ASGI app: /graphql (GraphiQL on GET), /v1 (usage hot path), /healthz."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from graph.schema import build_schema
 from tally.auth import authenticate, bearer_secret
 from tally.config import Settings
 from tally.runtime import Runtime, build_runtime
+from tally.usage_api import UsageApi, error_response
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,6 @@ class TallyGraphQL(GraphQL[TallyContext, None]):
         async with self.runtime.db.read() as session:
             principal = await authenticate(session, secret)
         return TallyContext(request, response, self.runtime, principal, Loaders(self.runtime))
-
-
-def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
 
 
 def create_app(runtime: Runtime | None = None) -> Starlette:
@@ -72,6 +67,7 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz),
+            *UsageApi(runtime).routes(),
         ],
         exception_handlers={DBAPIError: database_away, OSError: database_away},
         lifespan=lifespan,

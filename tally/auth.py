@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tally.orgs import repository
-from tally.orgs.models import ApiKey, Role
+from tally.orgs.models import ApiKey, Organization, Role
 
 SECRET_PREFIX = "tally_"
 
@@ -61,6 +61,15 @@ def bearer_secret(authorization: str | None) -> str | None:
     return secret.strip()
 
 
+def _principal(key: ApiKey) -> Principal:
+    return Principal(
+        organization_id=key.organization_id,
+        api_key_id=key.id,
+        role=Role(key.role) if key.role else None,
+        service=key.service,
+    )
+
+
 async def authenticate(session: AsyncSession, secret: str | None) -> Principal | None:
     """The principal of a live key, or None for no key, an unknown key or a revoked one."""
     if not secret or not secret.startswith(SECRET_PREFIX):
@@ -68,9 +77,16 @@ async def authenticate(session: AsyncSession, secret: str | None) -> Principal |
     key = await repository.find_api_key(session, hash_secret(secret))
     if key is None or key.revoked_at is not None:
         return None
-    return Principal(
-        organization_id=key.organization_id,
-        api_key_id=key.id,
-        role=Role(key.role) if key.role else None,
-        service=key.service,
-    )
+    return _principal(key)
+
+
+async def authenticate_with_organization(
+    session: AsyncSession, secret: str | None
+) -> tuple[Principal, Organization] | None:
+    """Like `authenticate`, with the key's organization, in one statement."""
+    if not secret or not secret.startswith(SECRET_PREFIX):
+        return None
+    found = await repository.find_api_key_with_organization(session, hash_secret(secret))
+    if found is None or found[0].revoked_at is not None:
+        return None
+    return _principal(found[0]), found[1]

@@ -9,12 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy import create_engine
 from sqlalchemy.exc import DBAPIError
 
 from billing import CatalogError
 from billing.accounts import AccountError, open_account
 from limits import PluginError
 from tally.config import ConfigError, Settings
+from tally.db import driver_url
 from tally.demo import DemoKeys, ensure_demo
 from tally.runtime import Runtime, build_runtime
 
@@ -59,19 +61,19 @@ def _safe_url(url: str) -> str:
 
 
 def _connect(runtime: Runtime) -> None:
-    async def ping() -> None:
-        try:
-            await runtime.db.ping()
-        finally:
-            await runtime.db.dispose()
-
+    """Fail with one clear line when the database cannot be reached (a synchronous probe, so
+    no event loop or driver thread outlives a failure)."""
+    engine = create_engine(driver_url(runtime.settings.database_url, asynchronous=False))
     try:
-        asyncio.run(ping())
+        with engine.connect():
+            pass
     except (DBAPIError, OSError) as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
         raise CommandError(
             f"cannot reach the database at {_safe_url(runtime.settings.database_url)}: {reason}"
         ) from None
+    finally:
+        engine.dispose()
 
 
 def _migrate(runtime: Runtime) -> None:

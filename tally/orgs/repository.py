@@ -56,3 +56,50 @@ async def revoke_api_keys(
         )
         .values(revoked_at=at)
     )
+
+
+async def find_api_key_with_organization(
+    session: AsyncSession, secret_hash: str
+) -> tuple[ApiKey, Organization] | None:
+    """A key and its organization in one statement (the hot path's only lookup)."""
+    result = await session.execute(
+        select(ApiKey, Organization)
+        .join(Organization, col(Organization.id) == col(ApiKey.organization_id))
+        .where(col(ApiKey.secret_hash) == secret_hash)
+    )
+    row = result.first()
+    return None if row is None else (row[0], row[1])
+
+
+async def find_member(
+    session: AsyncSession, organization_id: str, *, id: str | None = None, email: str | None = None
+) -> Member | None:
+    statement = select(Member).where(col(Member.organization_id) == organization_id)
+    if id is not None:
+        statement = statement.where(col(Member.id) == id)
+    if email is not None:
+        statement = statement.where(func.lower(col(Member.email)) == email.lower())
+    return (await session.execute(statement)).scalars().first()
+
+
+async def count_owners(session: AsyncSession, organization_id: str) -> int:
+    statement = select(func.count()).where(
+        col(Member.organization_id) == organization_id, col(Member.role) == "owner"
+    )
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def delete_member(session: AsyncSession, member: Member) -> None:
+    await session.delete(member)
+    await session.flush()
+
+
+async def find_api_key_by_id(
+    session: AsyncSession, organization_id: str, key_id: str
+) -> ApiKey | None:
+    result = await session.execute(
+        select(ApiKey).where(
+            col(ApiKey.organization_id) == organization_id, col(ApiKey.id) == key_id
+        )
+    )
+    return result.scalar_one_or_none()

@@ -1,0 +1,68 @@
+"""Group commit: concurrent single events of one organization share one transaction.
+
+While a batch of an organization is being written, the events that arrive queue up and go
+together in the next one. Each caller gets its own decision once the batch committed, so an
+accepted answer is durable; the decisions are exactly those of applying the events one by
+one, in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from limits.engine import LimitEngine
+from limits.types import Decision, PreparedEvent
+from tally.db import Database
+from tally.orgs import Organization
+
+MAX_BATCH = 500
+
+
+@dataclass
+class _Waiting:
+    organization: Organization
+    event: PreparedEvent
+    answer: asyncio.Future[Decision]
+
+
+class GroupCommitter:
+    """Applies prepared events through the engine, one transaction per group."""
+
+    def __init__(self, db: Database, engine: LimitEngine, max_batch: int = MAX_BATCH) -> None:
+        self.db = db
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queues: dict[str, list[_Waiting]] = {}
+        self._writers: dict[str, asyncio.Task[None]] = {}
+
+    async def apply(self, organization: Organization, event: PreparedEvent) -> Decision:
+        waiting = _Waiting(organization, event, asyncio.get_running_loop().create_future())
+        self._queues.setdefault(organization.id, []).append(waiting)
+        if organization.id not in self._writers:
+            self._writers[organization.id] = asyncio.create_task(self._write(organization.id))
+        return await waiting.answer
+
+    async def _write(self, organization_id: str) -> None:
+        try:
+            queue = self._queues[organization_id]
+            while queue:
+                batch, queue[:] = queue[: self.max_batch], queue[self.max_batch :]
+                organization = batch[-1].organization
+                try:
+                    async with self.db.write() as session:
+                        decisions = await self.engine.apply(
+                            session, organization, [waiting.event for waiting in batch]
+                        )
+                except Exception as error:
+                    for waiting in batch:
+                        if not waiting.answer.done():
+                            waiting.answer.set_exception(error)
+                    continue
+                for waiting, decision in zip(batch, decisions, strict=True):
+                    if not waiting.answer.done():
+                        waiting.answer.set_result(decision)
+        finally:
+            del self._writers[organization_id]
+            if not self._queues.get(organization_id):
+                self._queues.pop(organization_id, None)
