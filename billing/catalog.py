@@ -13,6 +13,7 @@ from limits import Limit, Policy
 
 BUILTIN_PLANS = Path(__file__).with_name("plans.toml")
 UNLIMITED = "unlimited"
+DEFAULT_THRESHOLDS = (80, 100)
 
 
 class CatalogError(ValueError):
@@ -29,12 +30,17 @@ class Plan:
     limits: Mapping[str, int | None]
     policies: Mapping[str, Policy] = field(default_factory=dict)
     stripe_price: str | None = None
+    thresholds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def limit(self, resource: str) -> Limit | None:
         """The plan's limit on a resource, or None when the plan does not name it."""
         if resource not in self.limits:
             return None
-        return Limit(self.limits[resource], self.policies.get(resource, Policy.HARD))
+        return Limit(
+            self.limits[resource],
+            self.policies.get(resource, Policy.HARD),
+            self.thresholds.get(resource, DEFAULT_THRESHOLDS),
+        )
 
 
 class Catalog:
@@ -79,7 +85,7 @@ class Catalog:
         """Fail when a plan limits a resource that no plugin registers."""
         known_keys = set(known)
         for plan in self:
-            for key in set(plan.limits) | set(plan.policies):
+            for key in set(plan.limits) | set(plan.policies) | set(plan.thresholds):
                 if key not in known_keys:
                     raise CatalogError(
                         f"plan {plan.id!r} limits {key!r}, but no installed plugin registers "
@@ -114,7 +120,14 @@ def _parse_plan(plan_id: str, table: Any, source: Path) -> Plan:
             policies[key] = Policy(value)
         except ValueError:
             raise CatalogError(f"{where}: policy {key} must be hard, soft or overage") from None
+    thresholds: dict[str, tuple[int, ...]] = {}
+    for key, value in (table.get("thresholds") or {}).items():
+        if not isinstance(value, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) and 0 < t <= 1000 for t in value
+        ):
+            raise CatalogError(f"{where}: thresholds {key} must be a list of percents (1 to 1000)")
+        thresholds[key] = tuple(sorted(set(value)))
     stripe_price = table.get("stripe_price")
     if stripe_price is not None and not isinstance(stripe_price, str):
         raise CatalogError(f"{where}: stripe_price must be a string")
-    return Plan(plan_id, table["name"], price, limits, policies, stripe_price)
+    return Plan(plan_id, table["name"], price, limits, policies, stripe_price, thresholds)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -129,6 +131,16 @@ def test_a_bad_plans_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "more decimals than EUR allows" in done.stderr
 
 
+STATS = """query($from: DateTime!, $to: DateTime!) { organization {
+  usageStats(from: $from, to: $to) {
+    totalTokens tokensOverTime { tokens } byModel { key } byAction { key } } } }"""
+
+
+def last_28_days() -> dict[str, str]:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return {"from": (today - timedelta(days=28)).isoformat(), "to": today.isoformat()}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -161,12 +173,22 @@ def test_serve_seeds_the_demo_and_answers_the_page_query(empty_database_url: str
         organization = response.json()["data"]["organization"]
         assert organization["plan"]["name"] == "Ecommerce Enterprise"
         usage = organization["usage"]
-        assert [usage[k]["display"] for k in ("tokens", "documents", "agents", "seats")] == [
-            "0 / 200.0M",
+        assert [usage[k]["display"] for k in ("documents", "agents", "seats")] == [
             "0 / 100.0K",
             "1 / 5",
             "1 / 10",
         ]
+        assert re.fullmatch(r"\d+(\.\d)?[KM] / 200\.0M", usage["tokens"]["display"])
+        stats = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": STATS, "variables": last_28_days()},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        ).json()["data"]["organization"]["usageStats"]
+        assert stats["totalTokens"] > 100_000
+        assert len(stats["byModel"]) >= 4 and len(stats["byAction"]) >= 4
+        days = [point["tokens"] for point in stats["tokensOverTime"]]
+        assert len(days) == 28 and min(days) < max(days) / 2, "a weekly rhythm"
         assert organization["subscription"]["currentPeriodStart"][8:10] == "01"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json() == {"status": "ok"}
     finally:
