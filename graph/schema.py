@@ -13,7 +13,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from graph import billing, members, metering, usage
+from graph import billing, members, metering, stats, usage
 from graph.errors import should_mask_error
 from graph.organization import build_organization_type, build_query
 from graph.scalars import SCALARS
@@ -29,7 +29,7 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
     organization = build_organization_type(
         {
             **usage.organization_fields(usage.build_usage_type(registry)),
-            **metering.organization_fields(),
+            **stats.organization_fields(),
             **billing.organization_fields(),
             **members.organization_fields(),
         }
