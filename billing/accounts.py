@@ -100,10 +100,13 @@ async def add_member(
     role: Role = Role.MEMBER,
     status: str = "invited",
 ) -> Member:
-    """Add a member, taking a seat in the same transaction; SeatLimitReached when full."""
+    """Add a member, taking a seat in the same transaction; SeatLimitReached when full.
+
+    Emails are kept in lower case, so the unique (organization, email) key holds whatever
+    the case an invitation used."""
     member = Member(
         organization_id=organization.id,
-        email=email,
+        email=email.strip().lower(),
         role=role,
         status=status,
         created_at=engine.clock.now(),

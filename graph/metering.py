@@ -75,12 +75,15 @@ ReleaseReservationResult = Annotated[
 ]
 
 
-def _answer(decision: Decision) -> UsageDecision | LimitExceededError:
+def _answer(decision: Decision) -> UsageDecision | LimitExceededError | InvalidInputError:
+    if decision.status == "rejected" and decision.requested < 0:
+        return InvalidInputError(
+            code=decision.error_code, message=decision.explanation, field="amount"
+        )
     if decision.status == "rejected":
         return LimitExceededError(
-            code="LIMIT_EXCEEDED",
-            message=f"{decision.resource}: {decision.requested} more would pass the limit of "
-            f"{decision.limit} ({decision.used} used)",
+            code=decision.error_code,
+            message=decision.explanation,
             resource=decision.resource,
             used=BigInt(decision.used),
             limit=BigInt(decision.limit) if decision.limit is not None else None,
@@ -97,8 +100,17 @@ def _answer(decision: Decision) -> UsageDecision | LimitExceededError:
     )
 
 
+FIELDS = {
+    "UNKNOWN_RESOURCE": "resource",
+    "INVALID_AMOUNT": "amount",
+    "MISSING_IDEMPOTENCY_KEY": "idempotencyKey",
+    "INVALID_ATTRIBUTE": "attributes",
+    "INVALID_TTL": "ttlSeconds",
+}
+
+
 def _invalid(error: UsageRejected) -> InvalidInputError:
-    return InvalidInputError(code=error.code, message=error.message, field=None)
+    return InvalidInputError(code=error.code, message=error.message, field=FIELDS.get(error.code))
 
 
 def _reservation_error(
@@ -174,9 +186,9 @@ class UsageMutation:
         except UsageRejected as error:
             return _invalid(error)
         if outcome.reservation is None:
-            answer = _answer(outcome.decision)
-            assert isinstance(answer, LimitExceededError)
-            return answer
+            refused = _answer(outcome.decision)
+            assert not isinstance(refused, UsageDecision)
+            return refused
         return Reservation.of(outcome.reservation)
 
     @strawberry.mutation(description="Turn a reservation into usage of the actual amount.")

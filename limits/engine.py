@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -24,6 +25,7 @@ from limits.types import (
     ReservationError,
     ReserveOutcome,
     ResourceUsage,
+    Status,
     UsageInput,
     UsageRejected,
     UsageSnapshot,
@@ -179,23 +181,18 @@ class LimitEngine:
             resource.key,
             self.period(organization).start if resource.resets else GAUGE_EPOCH,
         )
-        existing = await repository.find_reservation(session, organization.id, key=idempotency_key)
-        if existing is not None:
-            return ReserveOutcome(
-                _reservation(existing),
-                Decision(
-                    resource.key,
-                    "duplicate",
-                    existing.amount,
-                    0,
-                    limit.value,
-                    limit.policy,
-                    idempotency_key,
-                ),
-            )
         savepoint = await session.begin_nested()
         states = await repository.lock_counters(session, organization.id, [counter])
         state = states[counter]
+
+        def decision(status: Status, requested: int) -> Decision:
+            return Decision(resource.key, status, requested, state.used, limit.value,
+                            limit.policy, idempotency_key, state.reserved)  # fmt: skip
+
+        existing = await repository.find_reservation(session, organization.id, key=idempotency_key)
+        if existing is not None:
+            await savepoint.commit()
+            return ReserveOutcome(_reservation(existing), decision("duplicate", existing.amount))
         if not ledger.fits(state, amount, limit) and state.reserved > 0:
             state.reserved -= await repository.expire_reservations(
                 session, organization.id, counter, now
@@ -203,18 +200,7 @@ class LimitEngine:
         if not ledger.fits(state, amount, limit):
             await repository.write_counters(session, organization.id, states)
             await savepoint.commit()
-            return ReserveOutcome(
-                None,
-                Decision(
-                    resource.key,
-                    "rejected",
-                    amount,
-                    state.used,
-                    limit.value,
-                    limit.policy,
-                    idempotency_key,
-                ),
-            )
+            return ReserveOutcome(None, decision("rejected", amount))
         state.reserved += amount
         values = {
             "id": new_id(),
@@ -237,18 +223,7 @@ class LimitEngine:
         reservation = Reservation(
             str(values["id"]), resource.key, amount, "held", now + ttl, idempotency_key
         )
-        return ReserveOutcome(
-            reservation,
-            Decision(
-                resource.key,
-                "accepted",
-                amount,
-                state.used,
-                limit.value,
-                limit.policy,
-                idempotency_key,
-            ),
-        )
+        return ReserveOutcome(reservation, decision("accepted", amount))
 
     async def commit(
         self,
@@ -258,15 +233,23 @@ class LimitEngine:
         amount: int,
         attributes: Mapping[str, Any] | None = None,
     ) -> Decision:
-        """Turn a reservation into usage of `amount` (its held amount is freed either way)."""
+        """Turn a reservation into usage of `amount` (its held amount is freed either way).
+
+        The usage event is keyed by the reservation, so committing twice is a duplicate; the
+        decision answers with the reservation's own idempotency key."""
         held = await repository.find_reservation(session, organization.id, id=reservation_id)
         if held is None:
             raise ReservationError("NOT_FOUND", f"no reservation {reservation_id!r}")
-        usage = UsageInput(held.resource, amount, held.idempotency_key, None, attributes or {})
+        usage = UsageInput(held.resource, amount, f"reservation:{held.id}", None, attributes or {})
         if amount < 0:
             raise UsageRejected("INVALID_AMOUNT", "a commit needs an amount of zero or more")
         if held.status == "committed":
-            return (await self.check(session, organization, [usage]))[0]
+            replayed = (await self.check(session, organization, [usage]))[0]
+            return replace(replayed, idempotency_key=held.idempotency_key)
+        if held.status == "released":
+            raise ReservationError(
+                "RESERVATION_RELEASED", f"reservation {reservation_id} was released"
+            )
         if held.status != "held" or held.expires_at <= self.clock.now():
             raise ReservationError(
                 "RESERVATION_EXPIRED", f"reservation {reservation_id} is {_state(held, self.clock)}"
@@ -280,7 +263,10 @@ class LimitEngine:
                 "reserved_amount": held.amount,
             }
         )
-        decision = (await self.apply(session, organization, [event]))[0]
+        decision = replace(
+            (await self.apply(session, organization, [event]))[0],
+            idempotency_key=held.idempotency_key,
+        )
         if decision.status == "accepted" and not await repository.settle_reservation(
             session, held.id, "committed", self.clock.now()
         ):

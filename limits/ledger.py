@@ -112,6 +112,7 @@ async def decide(
                 limit.value,
                 limit.policy,
                 key,
+                state.reserved,
             )
             accepted[key] = decision
             chosen.append((event, decision))
@@ -125,6 +126,7 @@ async def decide(
                 limit.value,
                 limit.policy,
                 key,
+                state.reserved,
             )
         decisions.append(decision)
     return decisions, chosen

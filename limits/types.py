@@ -99,6 +99,7 @@ class Decision:
     limit: int | None
     policy: Policy
     idempotency_key: str = ""
+    reserved: int = 0
 
     @property
     def allowed(self) -> bool:
@@ -106,7 +107,23 @@ class Decision:
 
     @property
     def remaining(self) -> int | None:
-        return None if self.limit is None else max(self.limit - self.used, 0)
+        """Room left: the limit less what is used and what reservations hold."""
+        return None if self.limit is None else max(self.limit - self.used - self.reserved, 0)
+
+    @property
+    def explanation(self) -> str:
+        """Why a rejected decision was refused, in words."""
+        if self.requested < 0:
+            return f"{self.resource}: cannot give back {-self.requested}, only {self.used} in use"
+        held = f", {self.reserved} reserved" if self.reserved else ""
+        return (
+            f"{self.resource}: {self.requested} more would pass the limit of {self.limit} "
+            f"({self.used} used{held})"
+        )
+
+    @property
+    def error_code(self) -> str:
+        return "NOTHING_TO_RELEASE" if self.requested < 0 else "LIMIT_EXCEEDED"
 
     @property
     def over_limit(self) -> bool:

@@ -54,11 +54,7 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
         "used": decision.used,
         "limit": decision.limit,
         "remaining": decision.remaining,
-        "error": {
-            "code": "LIMIT_EXCEEDED",
-            "message": f"{decision.resource}: {decision.requested} more would pass the limit of "
-            f"{decision.limit} ({decision.used} used)",
-        }
+        "error": {"code": decision.error_code, "message": decision.explanation}
         if rejected
         else None,
     }
