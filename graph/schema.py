@@ -11,8 +11,10 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
 from graph import billing, members, usage
+from graph.billing_mutations import BillingMutation
 from graph.errors import should_mask_error
 from graph.organization import build_organization_type, build_query
 from graph.scalars import SCALARS
@@ -33,8 +35,10 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
         }
     )
     query = build_query(organization)
+    mutation = merge_types("Mutation", (BillingMutation,))
     return strawberry.Schema(
         query=query,
+        mutation=mutation,
         config=StrawberryConfig(scalar_map=SCALARS),
         extensions=[
             lambda: ParserCache(maxsize=CACHE_SIZE),

@@ -1,4 +1,4 @@
-"""The ASGI app: /graphql (GraphiQL on GET), /healthz."""
+"""The ASGI app: /graphql (GraphiQL on GET), /healthz, billing's invoice links and webhooks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
+from billing import http as billing_http
 from graph.context import Loaders, TallyContext
 from graph.schema import build_schema
 from tally.auth import authenticate, bearer_secret
@@ -72,6 +73,7 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz),
+            *billing_http.routes(runtime),
         ],
         exception_handlers={DBAPIError: database_away, OSError: database_away},
         lifespan=lifespan,
