@@ -199,13 +199,12 @@ async def change_plan(
                 idempotency_key,
             )
             view = await subscription_of(session, runtime.engine, runtime.catalog, organization)
-            invoice = await invoice_node(changed.invoice, info) if changed.invoice else None
     except PlanChangeError as error:
         return _refusal(error)
     except ProviderError as error:
         return ProviderFailedError(code=error.code, message=error.message)
     return PlanChanged(
         subscription=PlanSubscription.of(view),
-        invoice=invoice,
+        invoice=await invoice_node(changed.invoice, info) if changed.invoice else None,
         effective_at=changed.plan_change.effective_at,
     )

@@ -1,4 +1,5 @@
-"""The `tally` command: serve, migrate, plans, resources, export-schema, create-org."""
+"""The `tally` command: serve, migrate, plans, resources, export-schema, create-org,
+close-periods."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 
-from billing import CatalogError
+from billing import CatalogError, Money
 from billing.accounts import AccountError, open_account
+from billing.closing import ClosedPeriod, close_all_periods
+from billing.provider import ProviderError
 from limits import PluginError
 from tally.config import ConfigError, Settings
+from tally.db import dialect_of
 from tally.demo import DemoKeys, ensure_demo
 from tally.runtime import Runtime, build_runtime
 
@@ -47,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--plan", required=True, dest="plan_id")
     create.add_argument("--owner-email", default="owner@example.com")
     create.add_argument("--anchor-day", type=int, default=None)
+    commands.add_parser(
+        "close-periods",
+        help="bill every organization's ended billing periods (idempotent; run it from cron)",
+    )
     return parser
 
 
@@ -58,7 +66,26 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{tail}" if ":" in credentials else url
 
 
+def _sqlite_directory_missing(url: str) -> Path | None:
+    """The missing directory of a SQLite file URL: checked before connecting, as aiosqlite's
+    worker thread may report a failed connect after the event loop closed."""
+    if dialect_of(url) != "sqlite":
+        return None
+    path = url.split(":///", 1)[-1]
+    if not path or path.startswith(":memory:"):
+        return None
+    directory = Path(path).parent
+    return None if directory.is_dir() else directory
+
+
 def _connect(runtime: Runtime) -> None:
+    url = runtime.settings.database_url
+    missing = _sqlite_directory_missing(url)
+    if missing is not None:
+        raise CommandError(
+            f"cannot reach the database at {_safe_url(url)}: directory {missing} does not exist"
+        )
+
     async def ping() -> None:
         try:
             await runtime.db.ping()
@@ -177,6 +204,33 @@ def _create_org(runtime: Runtime, args: argparse.Namespace) -> None:
     print(json.dumps(asyncio.run(create())))
 
 
+def _close_periods(runtime: Runtime) -> None:
+    _connect(runtime)
+
+    async def close() -> list[ClosedPeriod]:
+        try:
+            return await close_all_periods(
+                runtime.db, runtime.engine, runtime.catalog, runtime.provider, runtime.clock.now()
+            )
+        finally:
+            await runtime.db.dispose()
+
+    try:
+        closed = asyncio.run(close())
+    except ProviderError as error:
+        raise CommandError(f"billing provider failed: {error.message}") from None
+    for item in closed:
+        period = f"{item.period.start.date()} to {item.period.end.date()}"
+        if item.invoice is None:
+            billed = "billed by the provider"
+        else:
+            total = Money(item.invoice.total_minor, item.invoice.currency).formatted
+            billed = f"invoice {item.invoice.number} {total}"
+        switched = f", now on {item.plan_id}" if item.switched_plan else ""
+        print(f"{item.organization_id}  {period}  {billed}{switched}")
+    print(f"closed {len(closed)} period(s)" if closed else "no period to close")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -195,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _export_schema(runtime, args)
         elif args.command == "create-org":
             _create_org(runtime, args)
+        elif args.command == "close-periods":
+            _close_periods(runtime)
     except (CatalogError, AccountError, ConfigError) as error:
         print(f"tally: {error}", file=sys.stderr)
         return 2

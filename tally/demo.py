@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from billing.accounts import OWNER_KEY_NAME, SERVICE_KEY_NAME, open_account
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing import repository as billing_repository
+from billing.accounts import OWNER_KEY_NAME, SERVICE_KEY_NAME, OpenedAccount, open_account
+from billing.closing import close_due_periods
+from billing.org_settings import update_settings
+from limits import LimitEngine
 from tally.auth import mint_api_key
+from tally.clock import FrozenClock
 from tally.orgs import Role
 from tally.orgs import repository as orgs_repository
 from tally.runtime import Runtime
@@ -13,6 +21,18 @@ from tally.runtime import Runtime
 DEMO_NAME = "Acme Shop"
 DEMO_PLAN = "ecommerce-enterprise"
 DEMO_OWNER = "owner@acme-shop.example"
+DEMO_HISTORY = timedelta(days=80)
+"""How long ago the demo subscribed: its past periods are closed for real, so the page lists
+invoices to open and download from the first minute."""
+DEMO_SETTINGS = {
+    "legal_name": "Acme Shop SAS",
+    "billing_email": "billing@acme-shop.example",
+    "address_line1": "12 rue de la Paix",
+    "postal_code": "75002",
+    "city": "Paris",
+    "country": "FR",
+    "vat_id": "FR40303265045",
+}
 
 
 @dataclass(frozen=True)
@@ -34,16 +54,7 @@ async def ensure_demo(runtime: Runtime) -> DemoKeys | None:
         if demo is None:
             if await orgs_repository.count_organizations(session):
                 return None
-            account = await open_account(
-                session,
-                runtime.engine,
-                runtime.catalog,
-                name=DEMO_NAME,
-                plan_id=DEMO_PLAN,
-                owner_email=DEMO_OWNER,
-                anchor_day=1,
-                is_demo=True,
-            )
+            account = await _open_demo(session, runtime)
             agent = await runtime.engine.consume(
                 session,
                 account.organization,
@@ -68,3 +79,28 @@ async def ensure_demo(runtime: Runtime) -> DemoKeys | None:
         )
         await orgs_repository.add(session, owner_key, service_key)
         return DemoKeys(demo.id, owner_secret, service_secret, False)
+
+
+async def _open_demo(session: AsyncSession, runtime: Runtime) -> OpenedAccount:
+    """The demo organization, subscribed DEMO_HISTORY ago, its ended periods closed."""
+    now = runtime.clock.now()
+    opened_at = (now - DEMO_HISTORY).replace(hour=9, minute=30, second=0, microsecond=0)
+    past = LimitEngine(runtime.engine.plugins, FrozenClock(opened_at))
+    account = await open_account(
+        session,
+        past,
+        runtime.catalog,
+        name=DEMO_NAME,
+        plan_id=DEMO_PLAN,
+        owner_email=DEMO_OWNER,
+        anchor_day=1,
+        is_demo=True,
+    )
+    organization = account.organization
+    await update_settings(session, organization.id, DEMO_SETTINGS, opened_at)
+    subscription = await billing_repository.get_subscription(session, organization.id)
+    assert subscription is not None
+    await close_due_periods(
+        session, runtime.engine, runtime.catalog, runtime.provider, organization, subscription, now
+    )
+    return account
