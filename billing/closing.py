@@ -68,7 +68,8 @@ async def close_all_periods(
     provider: BillingProvider,
     now: datetime,
 ) -> list[ClosedPeriod]:
-    """Close the ended periods of every organization, one transaction per organization."""
+    """Close the ended periods of every organization, one transaction per organization;
+    rows are locked in the order plan changes lock them (organization, then subscription)."""
     async with db.read() as session:
         ids = [
             organization.id for organization, _ in await repository.organizations_to_close(session)
@@ -76,8 +77,8 @@ async def close_all_periods(
     closed: list[ClosedPeriod] = []
     for organization_id in ids:
         async with db.write() as session:
-            subscription = await repository.lock_subscription(session, organization_id)
             organization = await repository.lock_organization(session, organization_id)
+            subscription = await repository.lock_subscription(session, organization_id)
             if subscription is None or organization is None:
                 continue
             closed += await close_due_periods(
