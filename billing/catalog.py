@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class Plan:
     policies: Mapping[str, Policy] = field(default_factory=dict)
     stripe_price: str | None = None
     thresholds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    overage: Mapping[str, Decimal] = field(default_factory=dict)
 
     def limit(self, resource: str) -> Limit | None:
         """The plan's limit on a resource, or None when the plan does not name it."""
@@ -41,6 +43,10 @@ class Plan:
             self.policies.get(resource, Policy.HARD),
             self.thresholds.get(resource, DEFAULT_THRESHOLDS),
         )
+
+    def overage_price(self, resource: str) -> Decimal | None:
+        """The price of one unit past the limit, in major units of the plan's currency."""
+        return self.overage.get(resource)
 
 
 class Catalog:
@@ -85,7 +91,9 @@ class Catalog:
         """Fail when a plan limits a resource that no plugin registers."""
         known_keys = set(known)
         for plan in self:
-            for key in set(plan.limits) | set(plan.policies) | set(plan.thresholds):
+            for key in (
+                set(plan.limits) | set(plan.policies) | set(plan.thresholds) | set(plan.overage)
+            ):
                 if key not in known_keys:
                     raise CatalogError(
                         f"plan {plan.id!r} limits {key!r}, but no installed plugin registers "
@@ -130,4 +138,22 @@ def _parse_plan(plan_id: str, table: Any, source: Path) -> Plan:
     stripe_price = table.get("stripe_price")
     if stripe_price is not None and not isinstance(stripe_price, str):
         raise CatalogError(f"{where}: stripe_price must be a string")
-    return Plan(plan_id, table["name"], price, limits, policies, stripe_price, thresholds)
+    overage = {key: _unit_price(where, key, value) for key, value in _table(table, "overage")}
+    return Plan(plan_id, table["name"], price, limits, policies, stripe_price, thresholds, overage)
+
+
+def _table(table: dict[str, Any], name: str) -> list[tuple[str, Any]]:
+    return list((table.get(name) or {}).items())
+
+
+def _unit_price(where: str, key: str, value: Any) -> Decimal:
+    message = f'{where}: overage {key} must be a decimal string such as "0.000002"'
+    if not isinstance(value, str):
+        raise CatalogError(message)
+    try:
+        price = Decimal(value)
+    except InvalidOperation:
+        raise CatalogError(message) from None
+    if not price.is_finite() or price < 0:
+        raise CatalogError(message)
+    return price

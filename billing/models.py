@@ -1,10 +1,11 @@
-"""Tables of billing: subscriptions and invoices."""
+"""Tables of billing: subscriptions, invoices, settings, and the bookkeeping around them."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from tally.db import UtcDateTime
@@ -12,7 +13,14 @@ from tally.orgs.models import new_id
 
 
 class Subscription(SQLModel, table=True):
-    """An organization's subscription: its state beside the plan in force on the organization."""
+    """An organization's subscription: its state beside the plan in force on the organization.
+
+    `billed_through` is the end of the last closed billing period; `period_plan_id` the plan
+    in force when the current period started, once a change has replaced it; `credit_minor`
+    the credit carried from a change that gave back more than it charged. `customer_ref` and
+    `subscription_ref` are the provider's ids; `synced_at` the time of the provider's state
+    last applied, so that an older webhook never overwrites a newer one.
+    """
 
     __tablename__ = "subscriptions"
 
@@ -23,14 +31,28 @@ class Subscription(SQLModel, table=True):
     pending_plan_id: str | None = Field(default=None, max_length=100)
     cancel_at_period_end: bool = Field(default=False)
     started_at: datetime = Field(sa_type=UtcDateTime)
+    billed_through: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    period_plan_id: str | None = Field(default=None, max_length=100)
+    credit_minor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    provider: str = Field(default="local", max_length=20)
+    customer_ref: str | None = Field(default=None, max_length=100)
+    subscription_ref: str | None = Field(default=None, max_length=100)
+    synced_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class Invoice(SQLModel, table=True):
-    """An invoice as the page lists it; `number` is unique per organization."""
+    """An invoice as the page lists it; `number` is unique per organization.
+
+    A local invoice keeps its whole content in `document` (lines, parties, tax) so that its
+    PDF and HTML render the same forever; `source` (e.g. "period:2026-03-01") makes issuing
+    idempotent. A provider's invoice is mirrored with its id in `provider_ref`.
+    """
 
     __tablename__ = "invoices"
     __table_args__ = (
         UniqueConstraint("organization_id", "number"),
+        UniqueConstraint("organization_id", "source", name="uq_invoices_source"),
+        UniqueConstraint("organization_id", "provider_ref", name="uq_invoices_provider_ref"),
         Index("ix_invoices_listing", "organization_id", "issued_on", "id"),
     )
 
@@ -47,4 +69,83 @@ class Invoice(SQLModel, table=True):
     period_end: date | None = None
     pdf_url: str | None = Field(default=None, max_length=500)
     hosted_url: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    provider: str = Field(default="local", max_length=20)
+    source: str | None = Field(default=None, max_length=200)
+    provider_ref: str | None = Field(default=None, max_length=100)
+    synced_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    document: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class InvoiceSequence(SQLModel, table=True):
+    """The last invoice number used by an organization; incremented atomically, no gaps."""
+
+    __tablename__ = "invoice_sequences"
+
+    organization_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("organizations.id"), primary_key=True)
+    )
+    last_value: int = Field(default=0)
+
+
+class OrganizationSettings(SQLModel, table=True):
+    """An organization's billing settings: who is billed, where, under which VAT ID."""
+
+    __tablename__ = "organization_settings"
+
+    organization_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("organizations.id"), primary_key=True)
+    )
+    legal_name: str | None = Field(default=None, max_length=200)
+    billing_email: str | None = Field(default=None, max_length=320)
+    address_line1: str | None = Field(default=None, max_length=200)
+    address_line2: str | None = Field(default=None, max_length=200)
+    postal_code: str | None = Field(default=None, max_length=20)
+    city: str | None = Field(default=None, max_length=100)
+    country: str | None = Field(default=None, max_length=2)
+    vat_id: str | None = Field(default=None, max_length=20)
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class PlanChange(SQLModel, table=True):
+    """A plan change as applied or scheduled; (organization, idempotency key) is unique."""
+
+    __tablename__ = "plan_changes"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "idempotency_key", name="uq_plan_changes_key"),
+        Index("ix_plan_changes_made_at", "organization_id", "made_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    organization_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("organizations.id"), nullable=False)
+    )
+    idempotency_key: str = Field(max_length=200)
+    from_plan_id: str = Field(max_length=100)
+    to_plan_id: str = Field(max_length=100)
+    timing: str = Field(max_length=20)
+    made_at: datetime = Field(sa_type=UtcDateTime)
+    effective_at: datetime = Field(sa_type=UtcDateTime)
+    invoice_id: str | None = Field(default=None, max_length=32)
+
+
+class ProviderEvent(SQLModel, table=True):
+    """A provider's webhook event already handled: each event id is handled once."""
+
+    __tablename__ = "provider_events"
+
+    id: str = Field(primary_key=True, max_length=100)
+    organization_id: str | None = Field(default=None, max_length=32)
+    type: str = Field(max_length=100)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    handled_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class SigningKey(SQLModel, table=True):
+    """A secret generated once and shared by every worker (e.g. for invoice links)."""
+
+    __tablename__ = "signing_keys"
+
+    name: str = Field(primary_key=True, max_length=50)
+    secret: str = Field(max_length=200)
     created_at: datetime = Field(sa_type=UtcDateTime)

@@ -1,24 +1,75 @@
-"""SQL of billing: subscriptions and invoices."""
+"""SQL of billing: subscriptions, invoices and their numbering."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
+from sqlmodel import SQLModel, col
 
-from billing.models import Invoice, Subscription
+from billing.models import Invoice, InvoiceSequence, Subscription
+from tally.orgs import Organization
+
+_sequences = InvoiceSequence.__table__  # type: ignore[attr-defined]
 
 
-async def add(session: AsyncSession, *rows: Subscription | Invoice) -> None:
+def insert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def add(session: AsyncSession, *rows: SQLModel) -> None:
     session.add_all(rows)
     await session.flush()
 
 
 async def get_subscription(session: AsyncSession, organization_id: str) -> Subscription | None:
     return await session.get(Subscription, organization_id)
+
+
+async def lock_subscription(session: AsyncSession, organization_id: str) -> Subscription | None:
+    """The subscription row, locked until the transaction ends (PostgreSQL; SQLite's
+    BEGIN IMMEDIATE already serializes writers)."""
+    statement = (
+        select(Subscription)
+        .where(col(Subscription.organization_id) == organization_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def lock_organization(session: AsyncSession, organization_id: str) -> Organization | None:
+    statement = (
+        select(Organization)
+        .where(col(Organization.id) == organization_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def find_subscription_by_customer(
+    session: AsyncSession, customer_ref: str
+) -> Subscription | None:
+    statement = select(Subscription).where(col(Subscription.customer_ref) == customer_ref)
+    return (await session.execute(statement.limit(1))).scalar_one_or_none()
+
+
+async def organizations_to_close(
+    session: AsyncSession,
+) -> Sequence[tuple[Organization, Subscription]]:
+    statement = (
+        select(Organization, Subscription)
+        .join(Subscription, col(Subscription.organization_id) == col(Organization.id))
+        .order_by(col(Organization.id))
+    )
+    return [(row[0], row[1]) for row in (await session.execute(statement)).all()]
 
 
 async def list_invoices(
@@ -42,3 +93,51 @@ async def list_invoices(
         col(Invoice.id).desc(),
     ).limit(limit)
     return (await session.execute(statement)).scalars().all()
+
+
+async def get_invoice(
+    session: AsyncSession, organization_id: str, invoice_id: str
+) -> Invoice | None:
+    statement = select(Invoice).where(
+        col(Invoice.organization_id) == organization_id, col(Invoice.id) == invoice_id
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def find_invoice_by_source(
+    session: AsyncSession, organization_id: str, source: str
+) -> Invoice | None:
+    statement = select(Invoice).where(
+        col(Invoice.organization_id) == organization_id, col(Invoice.source) == source
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def find_invoice_by_ref(
+    session: AsyncSession, organization_id: str, provider_ref: str
+) -> Invoice | None:
+    statement = select(Invoice).where(
+        col(Invoice.organization_id) == organization_id,
+        col(Invoice.provider_ref) == provider_ref,
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def next_invoice_number(session: AsyncSession, organization_id: str) -> int:
+    """The organization's next sequence value, in the caller's transaction.
+
+    One atomic UPDATE ... RETURNING: the row stays locked until the transaction ends, so
+    concurrent issuers queue and a rolled-back invoice gives its number back (no gaps).
+    """
+    await session.execute(
+        insert_for(session)(_sequences)
+        .values(organization_id=organization_id, last_value=0)
+        .on_conflict_do_nothing(index_elements=["organization_id"])
+    )
+    statement = (
+        update(_sequences)
+        .where(_sequences.c.organization_id == organization_id)
+        .values(last_value=_sequences.c.last_value + 1)
+        .returning(_sequences.c.last_value)
+    )
+    return int((await session.execute(statement)).scalar_one())

@@ -14,10 +14,12 @@ from strawberry import Parent
 import billing
 from billing import repository as billing_repository
 from billing.models import Invoice as InvoiceRow
+from billing.recommend import Recommendation, recommend
 from billing.subscriptions import SubscriptionView
 from graph.errors import bad_input
 from graph.permissions import Info
 from graph.scalars import BigInt
+from graph.settings import organization_settings
 from limits import Policy
 from tally.orgs import Organization as OrganizationRow
 
@@ -109,15 +111,15 @@ class Invoice:
     period_end: dt.date | None
 
     @classmethod
-    def of(cls, row: InvoiceRow) -> Invoice:
+    def of(cls, row: InvoiceRow, pdf_url: str | None, hosted_url: str | None) -> Invoice:
         return cls(
             id=strawberry.ID(row.id),
             number=row.number,
             date=row.issued_on,
             amount=Money.of(billing.Money(row.total_minor, row.currency)),
             status=row.status,
-            pdf_url=row.pdf_url,
-            hosted_url=row.hosted_url,
+            pdf_url=pdf_url,
+            hosted_url=hosted_url,
             period_start=row.period_start,
             period_end=row.period_end,
         )
@@ -133,6 +135,18 @@ class PageInfo:
 class InvoiceConnection:
     nodes: list[Invoice]
     page_info: PageInfo
+
+
+async def invoice_node(row: InvoiceRow, info: Info) -> Invoice:
+    """An invoice with its links: signed links to Tally's own documents for a local invoice
+    (absolute, on the host the request came to), the provider's for a mirrored one."""
+    if row.document is None:
+        return Invoice.of(row, row.pdf_url, row.hosted_url)
+    links = info.context.runtime.links
+    base = str(info.context.request.base_url).rstrip("/")
+    pdf = await links.url(row.organization_id, row.id, "pdf")
+    html = await links.url(row.organization_id, row.id, "html")
+    return Invoice.of(row, base + pdf, base + html)
 
 
 def invoice_cursor(row: InvoiceRow) -> str:
@@ -166,12 +180,58 @@ async def _invoices(
         rows = await billing_repository.list_invoices(session, root.id, first + 1, cursor)
     page = rows[:first]
     return InvoiceConnection(
-        nodes=[Invoice.of(row) for row in page],
+        nodes=[await invoice_node(row, info) for row in page],
         page_info=PageInfo(
             has_next_page=len(rows) > first,
             end_cursor=invoice_cursor(page[-1]) if page else None,
         ),
     )
+
+
+@strawberry.type(description="How one resource fares on a plan.")
+class RecommendationReason:
+    resource: str
+    projected: BigInt = strawberry.field(
+        description="Metered: projected to the period's end from the burn rate; gauge: in use."
+    )
+    limit: BigInt | None
+    fits: bool
+    message: str = strawberry.field(description='e.g. "tokens: projected 230.0M of 500.0M"')
+
+
+@strawberry.type(description="A plan that fits the usage with headroom, or the current plan.")
+class PlanRecommendation:
+    plan: Plan
+    current: bool
+    fits: bool
+    recommended: bool = strawberry.field(description="The cheapest plan that fits.")
+    reasons: list[RecommendationReason]
+
+    @classmethod
+    def of(cls, item: Recommendation) -> PlanRecommendation:
+        return cls(
+            plan=Plan.of(item.plan),
+            current=item.current,
+            fits=item.fits,
+            recommended=item.recommended,
+            reasons=[
+                RecommendationReason(
+                    resource=reason.resource,
+                    projected=BigInt(reason.projected),
+                    limit=BigInt(reason.limit) if reason.limit is not None else None,
+                    fits=reason.fits,
+                    message=reason.message,
+                )
+                for reason in item.reasons
+            ],
+        )
+
+
+async def _recommendations(root: Parent[OrganizationRow], info: Info) -> list[PlanRecommendation]:
+    runtime = info.context.runtime
+    usage = await info.context.loaders.usage.load(root.id)
+    ranked = recommend(runtime.catalog, root.plan_id, usage, runtime.clock.now())
+    return [PlanRecommendation.of(item) for item in ranked]
 
 
 def organization_fields() -> dict[str, Any]:
@@ -180,4 +240,8 @@ def organization_fields() -> dict[str, Any]:
         "plan": strawberry.field(resolver=_plan),
         "subscription": strawberry.field(resolver=_subscription),
         "invoices": strawberry.field(resolver=_invoices, description="Newest first."),
+        "settings": strawberry.field(resolver=organization_settings),
+        "plan_recommendations": strawberry.field(
+            resolver=_recommendations, description="Plans that fit, cheapest first."
+        ),
     }

@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
+from billing.org_settings import settings_of
+from billing.settings import BillingSettings
 from billing.subscriptions import SubscriptionView, subscription_of
 from limits import UsageSnapshot
 from tally.auth import Principal
@@ -26,12 +28,14 @@ class Loaders:
     members: DataLoader[str, Sequence[Member]] = field(init=False)
     usage: DataLoader[str, UsageSnapshot] = field(init=False)
     subscription: DataLoader[str, SubscriptionView] = field(init=False)
+    settings: DataLoader[str, BillingSettings] = field(init=False)
 
     def __post_init__(self) -> None:
         self.organization = DataLoader(self._organizations)
         self.members = DataLoader(self._members)
         self.usage = DataLoader(self._usage)
         self.subscription = DataLoader(self._subscriptions)
+        self.settings = DataLoader(self._settings)
 
     async def _organizations(self, ids: list[str]) -> list[Organization | None]:
         async with self.runtime.db.read() as session:
@@ -62,6 +66,10 @@ class Loaders:
                     )
                 )
         return views
+
+    async def _settings(self, ids: list[str]) -> list[BillingSettings]:
+        async with self.runtime.db.read() as session:
+            return [await settings_of(session, organization_id) for organization_id in ids]
 
 
 @dataclass

@@ -14,6 +14,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from graph import billing, members, metering, stats, usage
+from graph.billing_mutations import BillingMutation
 from graph.errors import should_mask_error
 from graph.organization import build_organization_type, build_query
 from graph.scalars import SCALARS
@@ -35,7 +36,9 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
         }
     )
     query = build_query(organization)
-    mutation = merge_types("Mutation", (metering.UsageMutation, members.MemberMutation))
+    mutation = merge_types(
+        "Mutation", (BillingMutation, metering.UsageMutation, members.MemberMutation)
+    )
     return strawberry.Schema(
         query=query,
         mutation=mutation,

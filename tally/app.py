@@ -1,4 +1,5 @@
-"""The ASGI app: /graphql (GraphiQL on GET), /v1 (usage hot path), /healthz."""
+"""The ASGI app: /graphql (GraphiQL on GET), /v1 (usage hot path), /healthz, billing's invoice
+links and /webhooks/stripe."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
+from billing import http as billing_http
 from graph.context import Loaders, TallyContext
 from graph.schema import build_schema
 from tally.auth import authenticate, bearer_secret
@@ -68,6 +70,7 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             *UsageApi(runtime).routes(),
+            *billing_http.routes(runtime),
         ],
         exception_handlers={DBAPIError: database_away, OSError: database_away},
         lifespan=lifespan,

@@ -1,4 +1,5 @@
-"""The `tally` command: serve, migrate, plans, resources, export-schema, create-org."""
+"""The `tally` command: serve, migrate, plans, resources, export-schema, create-org,
+close-periods."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 from sqlalchemy import create_engine
 from sqlalchemy.exc import DBAPIError
 
-from billing import CatalogError
+from billing import CatalogError, Money
 from billing.accounts import AccountError, open_account
+from billing.closing import ClosedPeriod, close_all_periods
+from billing.provider import ProviderError
 from limits import PluginError
 from tally.config import ConfigError, Settings
 from tally.db import driver_url
@@ -49,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--plan", required=True, dest="plan_id")
     create.add_argument("--owner-email", default="owner@example.com")
     create.add_argument("--anchor-day", type=int, default=None)
+    commands.add_parser(
+        "close-periods",
+        help="bill every organization's ended billing periods (idempotent; run it from cron)",
+    )
     return parser
 
 
@@ -179,6 +186,33 @@ def _create_org(runtime: Runtime, args: argparse.Namespace) -> None:
     print(json.dumps(asyncio.run(create())))
 
 
+def _close_periods(runtime: Runtime) -> None:
+    _connect(runtime)
+
+    async def close() -> list[ClosedPeriod]:
+        try:
+            return await close_all_periods(
+                runtime.db, runtime.engine, runtime.catalog, runtime.provider, runtime.clock.now()
+            )
+        finally:
+            await runtime.db.dispose()
+
+    try:
+        closed = asyncio.run(close())
+    except ProviderError as error:
+        raise CommandError(f"billing provider failed: {error.message}") from None
+    for item in closed:
+        period = f"{item.period.start.date()} to {item.period.end.date()}"
+        if item.invoice is None:
+            billed = "billed by the provider"
+        else:
+            total = Money(item.invoice.total_minor, item.invoice.currency).formatted
+            billed = f"invoice {item.invoice.number} {total}"
+        switched = f", now on {item.plan_id}" if item.switched_plan else ""
+        print(f"{item.organization_id}  {period}  {billed}{switched}")
+    print(f"closed {len(closed)} period(s)" if closed else "no period to close")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -197,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _export_schema(runtime, args)
         elif args.command == "create-org":
             _create_org(runtime, args)
+        elif args.command == "close-periods":
+            _close_periods(runtime)
     except (CatalogError, AccountError, ConfigError) as error:
         print(f"tally: {error}", file=sys.stderr)
         return 2

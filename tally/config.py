@@ -26,6 +26,13 @@ class Settings:
     stripe_api_base: str | None = None
     model_prices_path: Path | None = None
     usage_grace_seconds: int = 3600
+    seller_name: str = "Tally"
+    seller_address: tuple[str, ...] = ()
+    seller_country: str = "FR"
+    seller_vat_id: str | None = None
+    seller_email: str | None = None
+    tax_rates_path: Path | None = None
+    secret_key: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -38,6 +45,16 @@ class Settings:
         grace = env.get("TALLY_USAGE_GRACE_SECONDS", "3600")
         if not grace.isdigit():
             raise ConfigError(f"TALLY_USAGE_GRACE_SECONDS must be whole seconds, not {grace!r}")
+        tax_rates = env.get("TALLY_TAX_RATES")
+        secret_key = env.get("TALLY_SECRET_KEY") or None
+        if secret_key is not None and len(secret_key) < 32:
+            raise ConfigError("TALLY_SECRET_KEY must be at least 32 characters")
+        country = env.get("TALLY_SELLER_COUNTRY", "FR").strip().upper()
+        if len(country) != 2 or not country.isalpha():
+            raise ConfigError(
+                f"TALLY_SELLER_COUNTRY must be a country code like FR, not {country!r}"
+            )
+        address = env.get("TALLY_SELLER_ADDRESS", "")
         return cls(
             database_url=env.get("TALLY_DATABASE_URL", DEFAULT_DATABASE_URL),
             plans_path=Path(plans) if plans else None,
@@ -47,4 +64,11 @@ class Settings:
             stripe_api_base=env.get("TALLY_STRIPE_API_BASE"),
             model_prices_path=Path(prices) if prices else None,
             usage_grace_seconds=int(grace),
+            seller_name=env.get("TALLY_SELLER_NAME", "Tally").strip() or "Tally",
+            seller_address=tuple(line.strip() for line in address.split(";") if line.strip()),
+            seller_country=country,
+            seller_vat_id=env.get("TALLY_SELLER_VAT_ID") or None,
+            seller_email=env.get("TALLY_SELLER_EMAIL") or None,
+            tax_rates_path=Path(tax_rates) if tax_rates else None,
+            secret_key=secret_key,
         )

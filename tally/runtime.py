@@ -1,4 +1,4 @@
-"""The composition root: settings, database, clock, plans and the limit engine in one place."""
+"""The composition root: settings, database, clock, plans, the limit engine and billing."""
 
 from __future__ import annotations
 
@@ -7,10 +7,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from billing import Catalog, PlanLimits
+from billing.invoicing import Invoicer
+from billing.links import InvoiceLinks
+from billing.local.documents import Party
+from billing.local.provider import LocalProvider
+from billing.plan_change import PlanChanger
+from billing.provider import BillingProvider
+from billing.stripe.events import HANDLERS
+from billing.tax import TaxError, TaxTable
+from billing.webhooks import EventContext, Webhooks
 from limits import LimitEngine, create_plugin_manager
 from limits.pricing import PriceTable
 from tally.clock import Clock, SystemClock
-from tally.config import Settings
+from tally.config import ConfigError, Settings
 from tally.db import Database
 
 
@@ -23,15 +32,49 @@ class Runtime:
     clock: Clock
     catalog: Catalog
     engine: LimitEngine
+    taxes: TaxTable
+    provider: BillingProvider
+    plan_changes: PlanChanger
+    links: InvoiceLinks
+    webhooks: Webhooks
+
+
+def seller_of(settings: Settings) -> Party:
+    """The seller printed on invoices, from TALLY_SELLER_*."""
+    return Party(
+        name=settings.seller_name,
+        address_lines=settings.seller_address,
+        country=settings.seller_country,
+        vat_id=settings.seller_vat_id,
+        email=settings.seller_email,
+    )
+
+
+def build_provider(
+    settings: Settings, catalog: Catalog, engine: LimitEngine, taxes: TaxTable
+) -> BillingProvider:
+    """The billing provider TALLY_BILLING names: local (default) or stripe."""
+    if settings.billing == "stripe":
+        from billing.stripe import StripeProvider
+
+        if not settings.stripe_api_key:
+            raise ConfigError("TALLY_BILLING=stripe needs STRIPE_API_KEY")
+        return StripeProvider(
+            settings.stripe_api_key, catalog, engine.clock, api_base=settings.stripe_api_base
+        )
+    invoicer = Invoicer(taxes, seller_of(settings), engine.clock)
+    return LocalProvider(invoicer, catalog, engine)
 
 
 def build_runtime(
-    settings: Settings, clock: Clock | None = None, plugins: Iterable[tuple[object, str]] = ()
+    settings: Settings,
+    clock: Clock | None = None,
+    plugins: Iterable[tuple[object, str]] = (),
+    provider: BillingProvider | None = None,
 ) -> Runtime:
-    """Load plugins and plans and check that they agree; fails fast with a clear error.
-
-    `plugins` are (plugin, name) pairs registered beside the installed ones (embedding, tests).
-    """
+    """Load plugins, plans and tax rates and check that they agree; fails fast with a clear
+    error. `plugins` are (plugin, name) pairs registered beside the installed ones
+    (embedding, tests); `provider` replaces the one the settings name."""
     catalog = Catalog.load(settings.plans_path)
     manager = create_plugin_manager([(PlanLimits(catalog), "billing"), *plugins])
     clock = clock or SystemClock()
@@ -42,4 +85,24 @@ def build_runtime(
         timedelta(seconds=settings.usage_grace_seconds),
     )
     catalog.check_resources(resource.key for resource in engine.registry)
-    return Runtime(settings, Database(settings.database_url), clock, catalog, engine)
+    try:
+        taxes = TaxTable.load(settings.tax_rates_path)
+        taxes.rate(settings.seller_country)
+    except TaxError as error:
+        raise ConfigError(f"tax rates (TALLY_TAX_RATES, TALLY_SELLER_COUNTRY): {error}") from None
+    provider = provider or build_provider(settings, catalog, engine, taxes)
+    db = Database(settings.database_url)
+    return Runtime(
+        settings=settings,
+        db=db,
+        clock=clock,
+        catalog=catalog,
+        engine=engine,
+        taxes=taxes,
+        provider=provider,
+        plan_changes=PlanChanger(catalog, engine, provider),
+        links=InvoiceLinks(db, clock, settings.secret_key),
+        webhooks=Webhooks(
+            db, EventContext(catalog, clock), settings.stripe_webhook_secret, HANDLERS
+        ),
+    )

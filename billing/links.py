@@ -1,0 +1,90 @@
+"""Signed, expiring links to invoices: a link names one organization's invoice and opens
+nothing else; any worker can check it, as they share the key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+from urllib.parse import urlencode
+
+from billing import ledger_repository
+from tally.clock import Clock
+from tally.db import Database
+
+Format = Literal["pdf", "html"]
+LINK_TTL = timedelta(hours=24)
+KEY_NAME = "invoice-links"
+PATH = "/billing/invoices"
+
+
+class LinkRefused(Exception):
+    """A link that is not valid: tampered, for another invoice, or expired."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LinkTarget:
+    """What a valid link opens."""
+
+    organization_id: str
+    invoice_id: str
+    format: Format
+
+
+class InvoiceLinks:
+    """Makes and checks invoice links. The key is TALLY_SECRET_KEY, or else one generated
+    once and kept in the database, loaded on first use."""
+
+    def __init__(self, db: Database, clock: Clock, secret_key: str | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self._key = secret_key.encode() if secret_key else None
+
+    async def key(self) -> bytes:
+        if self._key is None:
+            async with self.db.write() as session:
+                stored = await ledger_repository.signing_key(
+                    session, KEY_NAME, secrets.token_urlsafe(48), self.clock.now()
+                )
+            self._key = stored.encode()
+        return self._key
+
+    async def url(self, organization_id: str, invoice_id: str, fmt: Format) -> str:
+        """The path and query of a link valid for LINK_TTL."""
+        expires = int((self.clock.now() + LINK_TTL).timestamp())
+        signature = self._sign(await self.key(), organization_id, invoice_id, fmt, expires)
+        query = urlencode({"org": organization_id, "expires": expires, "signature": signature})
+        return f"{PATH}/{invoice_id}/{fmt}?{query}"
+
+    async def check(
+        self, invoice_id: str, fmt: str, org: str | None, expires: str | None, signature: str | None
+    ) -> LinkTarget:
+        if fmt not in ("pdf", "html"):
+            raise LinkRefused(404, "NOT_FOUND", "no such invoice document")
+        kind: Format = "pdf" if fmt == "pdf" else "html"
+        if not org or not expires or not signature or not expires.isdigit():
+            raise LinkRefused(403, "INVALID_LINK", "this invoice link is incomplete")
+        expected = self._sign(await self.key(), org, invoice_id, kind, int(expires))
+        if not hmac.compare_digest(expected, signature):
+            raise LinkRefused(403, "INVALID_LINK", "this invoice link is not valid")
+        if int(expires) < self.clock.now().timestamp():
+            raise LinkRefused(
+                403, "LINK_EXPIRED", "this invoice link has expired: open the invoice list again"
+            )
+        return LinkTarget(org, invoice_id, kind)
+
+    @staticmethod
+    def _sign(key: bytes, organization_id: str, invoice_id: str, fmt: Format, expires: int) -> str:
+        message = f"invoice|{organization_id}|{invoice_id}|{fmt}|{expires}".encode()
+        digest = hmac.new(key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")

@@ -1,0 +1,86 @@
+"""What a billing provider does for Tally: the local ledger, or Stripe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.catalog import Plan
+from billing.models import Invoice, Subscription
+from billing.proration import Proration
+from limits import Period
+from tally.orgs import Organization
+
+
+class ProviderError(Exception):
+    """The provider refused or could not be reached; the caller changes nothing locally."""
+
+    def __init__(self, message: str, code: str = "PROVIDER_ERROR") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class PortalUnavailable(ProviderError):
+    """The provider has no customer portal."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "PORTAL_UNAVAILABLE")
+
+
+class Timing(StrEnum):
+    """When a plan change takes effect."""
+
+    AUTO = "auto"
+    NOW = "now"
+    PERIOD_END = "period_end"
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    """A plan change that the service has checked and priced, for the provider to carry out."""
+
+    organization: Organization
+    subscription: Subscription
+    current: Plan
+    new: Plan
+    timing: Timing
+    period: Period
+    proration: Proration
+    change_id: str
+
+
+class BillingProvider(Protocol):
+    """Carries out billing for Tally. Every method runs inside the caller's transaction and
+    raises ProviderError on failure, before anything local is written."""
+
+    name: str
+
+    async def apply_change(self, session: AsyncSession, request: ChangeRequest) -> Invoice | None:
+        """Bill a plan change (NOW: the prorated amount; PERIOD_END: schedule it); the
+        invoice issued for it, if any."""
+        ...
+
+    async def close_period(
+        self,
+        session: AsyncSession,
+        organization: Organization,
+        subscription: Subscription,
+        period: Period,
+        plan: Plan,
+    ) -> Invoice | None:
+        """Bill a billing period that ended, on `plan` (the plan in force at its start)."""
+        ...
+
+    async def portal_url(
+        self,
+        session: AsyncSession,
+        organization: Organization,
+        subscription: Subscription,
+        return_url: str,
+    ) -> str:
+        """A customer portal session's URL; PortalUnavailable when the provider has none."""
+        ...

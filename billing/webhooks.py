@@ -1,0 +1,135 @@
+"""Provider webhooks: verify the signature, then a table of handlers, one per event type.
+
+Each event id is handled once; the handler and the record of the event commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing import ledger_repository
+from billing.catalog import Catalog
+from tally.clock import Clock
+from tally.db import Database
+
+TOLERANCE_SECONDS = 300
+
+
+class WebhookRejected(Exception):
+    """A delivery refused before anything was written."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What a handler did ("applied", "stale", "unknown_customer") and for which organization."""
+
+    outcome: str
+    organization_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """What handlers need besides the session."""
+
+    catalog: Catalog
+    clock: Clock
+
+
+Handler = Callable[[AsyncSession, Mapping[str, Any], datetime, EventContext], Awaitable[Handled]]
+
+
+def signature_header(payload: bytes, secret: str, timestamp: int) -> str:
+    """A `Stripe-Signature` header value for `payload`: `t=<timestamp>,v1=<HMAC-SHA256>`."""
+    signed = f"{timestamp}.".encode() + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(payload: bytes, header: str | None, secret: str, now: datetime) -> dict[str, Any]:
+    """The event in `payload` once its Stripe signature checks out; WebhookRejected (400)
+    when the header is missing, malformed, wrong or older than TOLERANCE_SECONDS."""
+    if not header:
+        raise WebhookRejected(400, "INVALID_SIGNATURE", "the Stripe-Signature header is missing")
+    parts = [item.split("=", 1) for item in header.split(",") if "=" in item]
+    timestamps = [value for name, value in parts if name.strip() == "t"]
+    signatures = [value for name, value in parts if name.strip() == "v1"]
+    if len(timestamps) != 1 or not timestamps[0].isdigit() or not signatures:
+        raise WebhookRejected(400, "INVALID_SIGNATURE", "the Stripe-Signature header is malformed")
+    timestamp = int(timestamps[0])
+    expected = signature_header(payload, secret, timestamp).split("v1=", 1)[1]
+    if not any(hmac.compare_digest(expected, signature) for signature in signatures):
+        raise WebhookRejected(400, "INVALID_SIGNATURE", "the signature does not match the payload")
+    if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:
+        raise WebhookRejected(400, "INVALID_SIGNATURE", "the signature's timestamp is too old")
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise WebhookRejected(400, "INVALID_PAYLOAD", "the payload is not JSON") from None
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+        or not isinstance(event.get("created"), int)
+        or not isinstance(event.get("data"), dict)
+        or not isinstance(event["data"].get("object"), dict)
+    ):
+        raise WebhookRejected(400, "INVALID_PAYLOAD", "the payload is not a Stripe event")
+    return event
+
+
+class Webhooks:
+    """Receives a provider's events: verified, dispatched by type, each id once."""
+
+    def __init__(
+        self,
+        db: Database,
+        context: EventContext,
+        secret: str | None,
+        handlers: Mapping[str, Handler],
+    ) -> None:
+        self.db = db
+        self.context = context
+        self.secret = secret
+        self.handlers = handlers
+
+    async def handle(self, payload: bytes, header: str | None) -> str:
+        """'applied', 'stale', 'ignored', 'duplicate' or 'unknown_customer'."""
+        if not self.secret:
+            raise WebhookRejected(
+                503, "WEBHOOKS_NOT_CONFIGURED", "STRIPE_WEBHOOK_SECRET is not set on this server"
+            )
+        event = verify(payload, header, self.secret, self.context.clock.now())
+        created = datetime.fromtimestamp(event["created"], UTC)
+        handler = self.handlers.get(event["type"])
+        async with self.db.write() as session:
+            savepoint = await session.begin_nested()
+            handled = Handled("ignored")
+            if handler is not None:
+                handled = await handler(session, event["data"]["object"], created, self.context)
+            first = await ledger_repository.record_event(
+                session,
+                event["id"],
+                event["type"],
+                handled.organization_id,
+                created,
+                self.context.clock.now(),
+            )
+            if not first:
+                await savepoint.rollback()
+                return "duplicate"
+            await savepoint.commit()
+        return handled.outcome
