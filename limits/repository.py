@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -39,6 +40,10 @@ class StoredEvent:
     amount: int
     used_after: int
     limit_value: int | None
+
+
+def _postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -148,9 +153,14 @@ async def find_events(
     session: AsyncSession, organization_id: str, keys: Iterable[str]
 ) -> dict[str, StoredEvent]:
     e = _events.c
+    wanted = sorted(set(keys))
+    if _postgres(session):
+        matching: Any = e.idempotency_key == any_(bindparam("keys", wanted, ARRAY(String)))
+    else:
+        matching = e.idempotency_key.in_(wanted)
     result = await session.execute(
         select(e.idempotency_key, e.resource, e.amount, e.used_after, e.limit_value).where(
-            e.organization_id == organization_id, e.idempotency_key.in_(sorted(set(keys)))
+            e.organization_id == organization_id, matching
         )
     )
     return {
@@ -159,10 +169,48 @@ async def find_events(
     }
 
 
+_EVENT_COLUMNS = (
+    "id, organization_id, resource, idempotency_key, amount, period_start, occurred_at, "
+    "recorded_at, used_after, limit_value, model, action, cost_micros, attributes"
+)
+_ROLLUP_COLUMNS = (
+    "organization_id, resource, hour, model, action, amount, cost_micros, unpriced_amount, events"
+)
+_INSERT_EVENTS = text(
+    f"INSERT INTO usage_events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} "
+    "FROM json_populate_recordset(NULL::usage_events, CAST(:rows AS json)) "
+    "ON CONFLICT (organization_id, idempotency_key) DO NOTHING RETURNING idempotency_key"
+)
+_ADD_ROLLUPS = text(
+    f"INSERT INTO usage_rollups ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} "
+    "FROM json_populate_recordset(NULL::usage_rollups, CAST(:rows AS json)) "
+    "ON CONFLICT (organization_id, resource, hour, model, action) DO UPDATE SET "
+    "amount = usage_rollups.amount + excluded.amount, "
+    "cost_micros = usage_rollups.cost_micros + excluded.cost_micros, "
+    "unpriced_amount = usage_rollups.unpriced_amount + excluded.unpriced_amount, "
+    "events = usage_rollups.events + excluded.events"
+)
+
+
+def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows as one JSON document: on PostgreSQL a bulk statement takes a single parameter,
+    so neither its text nor its binding grows with the number of rows."""
+    return json.dumps(list(rows), default=_json_value, separators=(",", ":"))
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__} in a bulk row")
+
+
 async def insert_events(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """Insert events whose idempotency keys are new; returns the keys inserted."""
     if not rows:
         return set()
+    if _postgres(session):
+        result = await session.execute(_INSERT_EVENTS, {"rows": _json_rows(rows)})
+        return set(result.scalars().all())
     statement = (
         _insert(session)(_events)
         .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
@@ -175,6 +223,9 @@ async def insert_events(session: AsyncSession, rows: Sequence[Mapping[str, Any]]
 async def add_rollups(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
     """Add hourly totals to the rollups, creating rows as needed."""
     if not rows:
+        return
+    if _postgres(session):
+        await session.execute(_ADD_ROLLUPS, {"rows": _json_rows(rows)})
         return
     r = _rollups.c
     statement = _insert(session)(_rollups)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import datetime
 from enum import StrEnum
 
@@ -22,7 +22,8 @@ class Role(StrEnum):
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits (as many random bits as a UUID4's hex)."""
+    return os.urandom(16).hex()
 
 
 class Organization(SQLModel, table=True):
