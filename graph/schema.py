@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import ASTValidationRule
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
+    max_aliases,
+    query_depth_limiter,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
@@ -26,7 +28,14 @@ CACHE_SIZE = 256
 
 
 def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> strawberry.Schema:
-    """The GraphQL schema for these resources; queries nested past `max_depth` are refused."""
+    """The GraphQL schema for these resources; queries nested past `max_depth` are refused.
+
+    The depth and alias rules are built once, so that the validation cache (keyed by the
+    rules) answers repeated queries without validating them again."""
+    limits: list[type[ASTValidationRule]] = [
+        query_depth_limiter.create_validator(max_depth, should_ignore=None),
+        max_aliases.create_validator(MAX_ALIASES),
+    ]
     organization = build_organization_type(
         {
             **usage.organization_fields(usage.build_usage_type(registry)),
@@ -46,8 +55,7 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
         extensions=[
             lambda: ParserCache(maxsize=CACHE_SIZE),
             lambda: ValidationCache(maxsize=CACHE_SIZE),
-            lambda: QueryDepthLimiter(max_depth=max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: AddValidationRules(limits),
             lambda: MaskErrors(should_mask_error=should_mask_error),
         ],
     )

@@ -79,8 +79,9 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
 class Database:
     """Async sessions on one database.
 
-    `read()` gives a session for queries; `write()` a session whose transaction commits on
-    success and rolls back on error. On SQLite a write transaction starts with
+    `read()` gives a session for queries (on PostgreSQL in autocommit: no BEGIN or ROLLBACK
+    round trips); `write()` a session whose transaction commits on success and rolls back on
+    error. On SQLite a write transaction starts with
     BEGIN IMMEDIATE, so writers queue on the busy timeout instead of failing on upgrade.
     """
 
@@ -93,10 +94,12 @@ class Database:
             self.write_engine = create_async_engine(async_url)
             _configure_sqlite(self.engine, begin="BEGIN")
             _configure_sqlite(self.write_engine, begin="BEGIN IMMEDIATE")
+            reader = self.engine
         else:
             self.engine = create_async_engine(async_url, pool_size=10, max_overflow=20)
             self.write_engine = self.engine
-        self._read = async_sessionmaker(self.engine, expire_on_commit=False)
+            reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._read = async_sessionmaker(reader, expire_on_commit=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
 
     @property
