@@ -12,8 +12,8 @@ from billing.catalog import Catalog, Plan
 from billing.closing import close_due_periods
 from billing.models import Invoice, PlanChange, Subscription
 from billing.proration import Proration, no_proration, prorate
-from billing.provider import BillingProvider, ChangeRequest, Timing
-from limits import Limit, LimitEngine, ResourceUsage, UsageSnapshot
+from billing.provider import BillingProvider, ChangeRequest, ProviderError, Timing
+from limits import Limit, LimitEngine, Period, ResourceUsage, UsageSnapshot
 from limits.display import format_amount
 from tally.orgs import Organization
 from tally.orgs.models import new_id
@@ -114,9 +114,13 @@ class PlanChanger:
         if timing is Timing.AUTO:
             upgrade = new.price_monthly.amount_minor >= current.price_monthly.amount_minor
             timing = Timing.NOW if upgrade else Timing.PERIOD_END
+        warnings: tuple[str, ...] = ()
         if timing is Timing.NOW:
             proration = prorate(current.price_monthly, new.price_monthly, usage.period, now)
             effective_at = now
+            proration, warnings = await self._provider_figures(
+                session, organization, current, new, usage.period, proration
+            )
         else:
             proration = no_proration(new.price_monthly.currency, usage.period.end)
             effective_at = usage.period.end
@@ -129,8 +133,31 @@ class PlanChanger:
             proration,
             resources,
             _blockers(resources),
-            _warnings(resources, timing),
+            (*_warnings(resources, timing), *warnings),
         )
+
+    async def _provider_figures(
+        self,
+        session: AsyncSession,
+        organization: Organization,
+        current: Plan,
+        new: Plan,
+        period: Period,
+        proration: Proration,
+    ) -> tuple[Proration, tuple[str, ...]]:
+        """The provider's own preview of an immediate change when it has one (Stripe), else
+        Tally's proration; a provider that cannot answer leaves Tally's, with a warning."""
+        subscription = await repository.get_subscription(session, organization.id)
+        if subscription is None:
+            return proration, ()
+        request = ChangeRequest(
+            organization, subscription, current, new, Timing.NOW, period, proration, "preview"
+        )
+        try:
+            figures = await self.provider.preview_change(session, request)
+        except ProviderError as error:
+            return proration, (f"the billing provider's preview is unavailable: {error.message}",)
+        return (figures or proration), ()
 
     async def change(
         self,

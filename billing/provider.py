@@ -59,6 +59,13 @@ class BillingProvider(Protocol):
 
     name: str
 
+    async def preview_change(
+        self, session: AsyncSession, request: ChangeRequest
+    ) -> Proration | None:
+        """The provider's own figures for a change taking effect now (Stripe's invoice
+        preview), or None when Tally's proration is the bill."""
+        ...
+
     async def apply_change(self, session: AsyncSession, request: ChangeRequest) -> Invoice | None:
         """Bill a plan change (NOW: the prorated amount; PERIOD_END: schedule it); the
         invoice issued for it, if any."""

@@ -12,7 +12,7 @@ from billing.invoicing import Invoicer
 from billing.local.documents import InvoiceLine, format_date
 from billing.models import Invoice, Subscription
 from billing.money import minor_digits
-from billing.proration import portion, remaining_fraction
+from billing.proration import Proration, portion, remaining_fraction
 from billing.provider import ChangeRequest, PortalUnavailable
 from limits import LimitEngine, Period, Policy
 from limits.display import format_amount
@@ -29,6 +29,11 @@ class LocalProvider:
         self.invoicer = invoicer
         self.catalog = catalog
         self.engine = engine
+
+    async def preview_change(
+        self, session: AsyncSession, request: ChangeRequest
+    ) -> Proration | None:
+        return None
 
     async def apply_change(self, session: AsyncSession, request: ChangeRequest) -> Invoice | None:
         proration = request.proration

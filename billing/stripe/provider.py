@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.catalog import Catalog, Plan
 from billing.models import Invoice, Subscription
+from billing.money import Money
 from billing.org_settings import settings_of
+from billing.proration import Proration
 from billing.provider import ChangeRequest, ProviderError, Timing
 from billing.stripe.events import ORGANIZATION_KEY, PENDING_PLAN_KEY, PLAN_KEY, mirror_invoice
 from limits import Period
@@ -109,6 +111,39 @@ class StripeProvider:
         subscription.subscription_ref = created.id
         subscription.status = created.status
         return created.id
+
+    async def preview_change(
+        self, session: AsyncSession, request: ChangeRequest
+    ) -> Proration | None:
+        """Stripe's invoice preview of the change (`invoices.create_preview` with the new price
+        and `proration_behavior=always_invoice` at the change's instant): its proration lines
+        give the credit and the charge. None before the organization has a Stripe
+        subscription, when Tally's proration applies."""
+        reference = request.subscription.subscription_ref
+        if request.timing is not Timing.NOW or not reference:
+            return None
+        current = await self._call(self.client.v1.subscriptions.retrieve, reference)
+        item = current["items"]["data"][0]["id"]
+        preview = await self._call(
+            self.client.v1.invoices.create_preview,
+            {
+                "customer": request.subscription.customer_ref,
+                "subscription": reference,
+                "subscription_details": {
+                    "items": [{"id": item, self.price_field: self._price(request.new)}],
+                    "proration_behavior": "always_invoice",
+                    "proration_date": int(request.proration.at.timestamp()),
+                },
+            },
+        )
+        amounts = [int(line["amount"]) for line in preview["lines"]["data"]]
+        currency = str(preview["currency"]).upper()
+        return Proration(
+            request.proration.at,
+            request.proration.fraction,
+            credit=Money(-sum(a for a in amounts if a < 0), currency),
+            charge=Money(sum(a for a in amounts if a > 0), currency),
+        )
 
     async def apply_change(self, session: AsyncSession, request: ChangeRequest) -> Invoice | None:
         price = self._price(request.new)

@@ -30,7 +30,7 @@ from tests.billing.stripe_support import (
     stripe_plans,
     subscription_object,
 )
-from tests.graph.test_plan_change import CHANGE, counts
+from tests.graph.test_plan_change import CHANGE, PREVIEW, counts
 from tests.support import graphql
 
 pytestmark = pytest.mark.anyio
@@ -196,6 +196,18 @@ def stripe_api() -> Any:
             )
         if path == f"/v1/invoices/{invoice['id']}":
             return 200, invoice
+        if path == "/v1/invoices/create_preview":
+            lines = [
+                {"id": "il_unused", "object": "line_item", "amount": -100612, "currency": "eur",
+                 "description": "Unused time on Ecommerce Enterprise after 15 Mar 2026",
+                 "proration": True},
+                {"id": "il_remaining", "object": "line_item", "amount": 260845, "currency": "eur",
+                 "description": "Remaining time on Scale after 15 Mar 2026", "proration": True},
+            ]  # fmt: skip
+            return 200, invoice_object(
+                "cus_QXg1o8vcGmoR32", id="upcoming_in_1Pgc6t", amount_due=160233,
+                lines={"object": "list", "data": lines},
+            )  # fmt: skip
         if path == "/v1/billing_portal/sessions":
             return 200, {"id": "bps_1Pgc7HB7WZ01zgkWNs8s9Auh", "object": "billing_portal.session",
                          "customer": form["customer"][0], "return_url": form["return_url"][0],
@@ -246,5 +258,64 @@ async def test_an_upgrade_prorates_in_stripe_and_mirrors_its_invoice(
         assert scheduled[2]["proration_behavior"] == ["none"]
         assert scheduled[2]["metadata[tally_pending_plan]"] == ["growth"]
         assert await counts(runtime, account.organization.id) == (1, 2, "scale")
+    finally:
+        await runtime.db.dispose()
+
+
+async def test_the_preview_of_an_upgrade_comes_from_stripes_invoice_preview(
+    database_url: str, plans_path: Path, clock: FrozenClock
+) -> None:
+    recorder = RecordingClient(stripe_api())
+    catalog = Catalog.load(plans_path)
+    provider = StripeProvider(API_KEY, catalog, clock, http_client=recorder)
+    runtime, account = await start(database_url, plans_path, clock, provider)
+    try:
+        async with client_for(runtime) as client:
+            before = await graphql(client, account.owner_api_key, PREVIEW, {"plan": "scale"})
+            calls_before = list(recorder.requests)
+            async with runtime.db.write() as session:
+                subscription = await repository.get_subscription(session, account.organization.id)
+                assert subscription is not None
+                subscription.customer_ref = "cus_QXg1o8vcGmoR32"
+                subscription.subscription_ref = "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"
+            body = await graphql(client, account.owner_api_key, PREVIEW, {"plan": "scale"})
+        own = before["data"]["previewPlanChange"]
+        assert own["amountDueNow"] == {"amountMinor": 160209, "formatted": "€1,602.09"}
+        assert calls_before == [], "no Stripe subscription yet: Tally's own proration"
+        preview = body["data"]["previewPlanChange"]
+        assert (preview["credit"], preview["charge"], preview["amountDueNow"]) == (
+            {"amountMinor": 100612, "formatted": "€1,006.12"},
+            {"amountMinor": 260845, "formatted": "€2,608.45"},
+            {"amountMinor": 160233, "formatted": "€1,602.33"},
+        )
+        [asked] = [r for r in recorder.requests if r[1] == "/v1/invoices/create_preview"]
+        form = asked[2]
+        assert form["subscription"] == ["sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"]
+        assert form["subscription_details[proration_behavior]"] == ["always_invoice"]
+        assert form["subscription_details[items][0][price]"] == ["plan_scale"]
+        assert form["subscription_details[items][0][id]"] == ["si_QXhVnC2h0Jczwc"]
+        assert form["subscription_details[proration_date]"] == [str(int(clock.now().timestamp()))]
+        assert await counts(runtime, account.organization.id) == (0, 0, "ecommerce-enterprise")
+    finally:
+        await runtime.db.dispose()
+
+
+async def test_a_preview_stripe_cannot_answer_falls_back_to_tallys_proration_with_a_warning(
+    database_url: str, plans_path: Path, clock: FrozenClock, stripe_catalog: Catalog
+) -> None:
+    stopped = f"http://127.0.0.1:{free_port()}"
+    provider = StripeProvider(API_KEY, stripe_catalog, clock, api_base=stopped)
+    runtime, account = await start(database_url, plans_path, clock, provider)
+    async with runtime.db.write() as session:
+        subscription = await repository.get_subscription(session, account.organization.id)
+        assert subscription is not None
+        subscription.customer_ref = "cus_QXg1o8vcGmoR32"
+        subscription.subscription_ref = "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"
+    try:
+        async with client_for(runtime) as client:
+            body = await graphql(client, account.owner_api_key, PREVIEW, {"plan": "scale"})
+        preview = body["data"]["previewPlanChange"]
+        assert preview["amountDueNow"] == {"amountMinor": 160209, "formatted": "€1,602.09"}
+        assert preview["warnings"][-1].startswith("the billing provider's preview is unavailable")
     finally:
         await runtime.db.dispose()

@@ -227,6 +227,9 @@ class FailingProvider:
 
     name = "failing"
 
+    async def preview_change(self, *args: object) -> None:
+        raise ProviderError("Stripe: could not connect")
+
     async def apply_change(self, *args: object) -> None:
         raise ProviderError("Stripe: could not connect")
 
