@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from limits.engine import LimitEngine
+from limits.engine import KEY_RACE_RETRIES, LimitEngine
+from limits.ledger import KeyRace
 from limits.types import Decision, PreparedEvent
 from tally.db import Database
 from tally.orgs import Organization
@@ -48,12 +49,8 @@ class GroupCommitter:
             queue = self._queues[organization_id]
             while queue:
                 batch, queue[:] = queue[: self.max_batch], queue[self.max_batch :]
-                organization = batch[-1].organization
                 try:
-                    async with self.db.write() as session:
-                        decisions = await self.engine.apply(
-                            session, organization, [waiting.event for waiting in batch]
-                        )
+                    decisions = await self._apply(batch)
                 except Exception as error:
                     for waiting in batch:
                         if not waiting.answer.done():
@@ -66,3 +63,17 @@ class GroupCommitter:
             del self._writers[organization_id]
             if not self._queues.get(organization_id):
                 self._queues.pop(organization_id, None)
+
+    async def _apply(self, batch: list[_Waiting]) -> list[Decision]:
+        """One transaction for the batch, without a savepoint; a key race (rare: the same key
+        on another counter at the same moment) retries the whole transaction."""
+        organization = batch[-1].organization
+        events = [waiting.event for waiting in batch]
+        for attempt in range(KEY_RACE_RETRIES + 1):
+            try:
+                async with self.db.write() as session:
+                    return await self.engine.apply(session, organization, events, nested=False)
+            except KeyRace:
+                if attempt == KEY_RACE_RETRIES:
+                    raise
+        raise AssertionError("unreachable")

@@ -95,12 +95,26 @@ class LimitEngine:
         return {e.resource.key: self.limit(organization, e.resource) for e in events}
 
     async def apply(
-        self, session: AsyncSession, organization: Organization, events: Sequence[PreparedEvent]
+        self,
+        session: AsyncSession,
+        organization: Organization,
+        events: Sequence[PreparedEvent],
+        *,
+        nested: bool = True,
     ) -> list[Decision]:
-        """Record prepared events in order, each all or nothing, each key once."""
+        """Record prepared events in order, each all or nothing, each key once.
+
+        A key inserted meanwhile by a concurrent transaction (the same key on another
+        counter) is a KeyRace: with `nested`, the batch runs in a savepoint and is decided again
+        inside the caller's transaction; without, KeyRace reaches the caller, who retries the
+        whole transaction (two round trips fewer on the hot path)."""
         if not events:
             return []
         limits = self._limits(organization, events)
+        if not nested:
+            applied = await ledger.apply(session, organization, events, limits, self.clock.now())
+            on_commit(session, partial(self._notify, organization, applied))
+            return applied.decisions
         for attempt in range(KEY_RACE_RETRIES + 1):
             savepoint = await session.begin_nested()
             try:

@@ -178,3 +178,35 @@ async def test_concurrent_replays_of_one_key_count_once(runtime: Runtime) -> Non
     assert sorted(d.status for d in decisions).count("accepted") == 1
     assert {d.status for d in decisions} == {"accepted", "duplicate"}
     assert await used(runtime, account, "tokens") == 7
+
+
+async def test_one_key_racing_on_two_counters_counts_once(runtime: Runtime) -> None:
+    account = await open_tiny(runtime, plan="soft")
+    for round_ in range(5):
+        key = f"shared-{round_}"
+        first, second = await asyncio.gather(
+            consume(runtime, account, "tokens", 3, key), consume(runtime, account, "agents", 1, key)
+        )
+        assert sorted([first.status, second.status]) == ["accepted", "duplicate"]
+    async with runtime.db.read() as session:
+        snapshot = await runtime.engine.usage(session, account.organization)
+    assert snapshot.get("tokens").used + snapshot.get("agents").used * 3 == 15
+
+
+async def test_the_group_committer_retries_a_key_race_as_a_whole(runtime: Runtime) -> None:
+    from limits.batcher import GroupCommitter
+
+    account = await open_tiny(runtime, plan="soft")
+    committer = GroupCommitter(runtime.db, runtime.engine)
+    for round_ in range(5):
+        key = f"batched-{round_}"
+        tokens, agents = runtime.engine.prepare(
+            account.organization,
+            [UsageInput("tokens", 3, key), UsageInput("agents", 1, key)],
+        )
+        other = GroupCommitter(runtime.db, runtime.engine)
+        first, second = await asyncio.gather(
+            committer.apply(account.organization, tokens),
+            other.apply(account.organization, agents),
+        )
+        assert sorted([first.status, second.status]) == ["accepted", "duplicate"]
