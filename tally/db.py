@@ -21,6 +21,10 @@ from sqlalchemy.types import TypeDecorator
 from tally.config import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+POOL_SIZE = 24
+"""PostgreSQL connections kept open per process: enough for the requests in flight, so that
+no request pays for a new server process (a connection costs milliseconds to open)."""
+POOL_OVERFLOW = 8
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -96,7 +100,9 @@ class Database:
             _configure_sqlite(self.write_engine, begin="BEGIN IMMEDIATE")
             reader = self.engine
         else:
-            self.engine = create_async_engine(async_url, pool_size=10, max_overflow=20)
+            self.engine = create_async_engine(
+                async_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+            )
             self.write_engine = self.engine
             reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read = async_sessionmaker(reader, expire_on_commit=False)
