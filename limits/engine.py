@@ -81,10 +81,11 @@ class LimitEngine:
     ) -> list[PreparedEvent]:
         """Validate a batch whole; UsageRejected (naming the event) before anything is written."""
         now = self.clock.now()
+        current = self.period(organization, now)
         prepared = []
         for index, item in enumerate(usage):
             try:
-                prepared.append(self.preparer.prepare(organization, item, now))
+                prepared.append(self.preparer.prepare(organization, item, now, current))
             except UsageRejected as error:
                 raise (error.at(index) if len(usage) > 1 else error) from None
         return prepared
@@ -92,7 +93,8 @@ class LimitEngine:
     def _limits(
         self, organization: Organization, events: Sequence[PreparedEvent]
     ) -> dict[str, Limit]:
-        return {e.resource.key: self.limit(organization, e.resource) for e in events}
+        resources = {event.resource.key: event.resource for event in events}
+        return {key: self.limit(organization, resource) for key, resource in resources.items()}
 
     async def apply(
         self,

@@ -67,13 +67,15 @@ async def decide(
     now: datetime,
     *,
     sweep: bool,
+    stored: Mapping[str, StoredEvent] | None = None,
 ) -> tuple[list[Decision], list[tuple[PreparedEvent, Decision]]]:
     """Decide each event in order against `states`, updating them; returns the decisions and
     the accepted events. Expired reservations are swept (or, with `sweep=False`, read) only
     when they stand between an event and its room."""
-    stored = await repository.find_events(
-        session, organization.id, (e.idempotency_key for e in events)
-    )
+    if stored is None:
+        stored = await repository.find_events(
+            session, organization.id, (e.idempotency_key for e in events)
+        )
     expired: dict[CounterKey, int] | None = None
     swept: set[CounterKey] = set()
     decisions: list[Decision] = []
@@ -140,9 +142,24 @@ async def apply(
     now: datetime,
 ) -> Applied:
     """Apply a prepared batch in the session's transaction; raises KeyRace (then retry)."""
+    stored = await repository.find_events(
+        session, organization.id, (e.idempotency_key for e in events)
+    )
     states = await repository.lock_counters(session, organization.id, [e.counter for e in events])
     before = {key: CounterState(s.used, s.reserved) for key, s in states.items()}
-    decisions, chosen = await decide(session, organization, events, limits, states, now, sweep=True)
+    decisions, chosen = await decide(
+        session, organization, events, limits, states, now, sweep=True, stored=stored
+    )
+    refused = [d.idempotency_key for d in decisions if d.status == "rejected"]
+    if refused:
+        # Keys were read before the lock: one committed meanwhile is a replay, not a refusal.
+        late = await repository.find_events(session, organization.id, refused)
+        decisions = [
+            replay(late[d.idempotency_key], limits[d.resource], d.idempotency_key)
+            if d.status == "rejected" and d.idempotency_key in late
+            else d
+            for d in decisions
+        ]
     rows = [_event_row(organization.id, event, decision, now) for event, decision in chosen]
     if len(await repository.insert_events(session, rows)) != len(rows):
         raise KeyRace()

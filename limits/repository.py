@@ -195,13 +195,7 @@ _ADD_ROLLUPS = text(
 def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     """Rows as one JSON document: on PostgreSQL a bulk statement takes a single parameter,
     so neither its text nor its binding grows with the number of rows."""
-    return json.dumps(list(rows), default=_json_value, separators=(",", ":"))
-
-
-def _json_value(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot store {type(value).__name__} in a bulk row")
+    return json.dumps(list(rows), default=str, separators=(",", ":"))
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[str]:

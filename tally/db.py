@@ -21,10 +21,12 @@ from sqlalchemy.types import TypeDecorator
 from tally.config import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
-POOL_SIZE = 24
-"""PostgreSQL connections kept open per process: enough for the requests in flight, so that
-no request pays for a new server process (a connection costs milliseconds to open)."""
-POOL_OVERFLOW = 8
+READ_POOL = 20
+WRITE_POOL = 8
+"""PostgreSQL connections kept open per process, for reads and for writes: enough for the
+requests in flight, so that no request pays for a new server process (opening one costs
+milliseconds); group commit needs few writers."""
+POOL_OVERFLOW = 4
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -81,12 +83,12 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
 
 
 class Database:
-    """Async sessions on one database.
+    """Async sessions on one database, from two engines: one for reads, one for writes.
 
-    `read()` gives a session for queries (on PostgreSQL in autocommit: no BEGIN or ROLLBACK
-    round trips); `write()` a session whose transaction commits on success and rolls back on
-    error. On SQLite a write transaction starts with
-    BEGIN IMMEDIATE, so writers queue on the busy timeout instead of failing on upgrade.
+    `read()` gives a session for queries (on PostgreSQL its engine is in autocommit: no BEGIN
+    or ROLLBACK round trips); `write()` a session whose transaction commits on success and
+    rolls back on error. On SQLite a write transaction starts with BEGIN IMMEDIATE, so writers
+    queue on the busy timeout instead of failing on upgrade.
     """
 
     def __init__(self, url: str) -> None:
@@ -98,26 +100,22 @@ class Database:
             self.write_engine = create_async_engine(async_url)
             _configure_sqlite(self.engine, begin="BEGIN")
             _configure_sqlite(self.write_engine, begin="BEGIN IMMEDIATE")
-            reader = self.engine
         else:
             self.engine = create_async_engine(
-                async_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+                async_url,
+                isolation_level="AUTOCOMMIT",
+                pool_size=READ_POOL,
+                max_overflow=POOL_OVERFLOW,
             )
-            self.write_engine = self.engine
-            reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._read = async_sessionmaker(reader, expire_on_commit=False)
+            self.write_engine = create_async_engine(
+                async_url, pool_size=WRITE_POOL, max_overflow=POOL_OVERFLOW
+            )
+        self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
 
     @property
     def engines(self) -> tuple[AsyncEngine, ...]:
-        return (
-            (self.engine,)
-            if self.engine is self.write_engine
-            else (
-                self.engine,
-                self.write_engine,
-            )
-        )
+        return (self.engine, self.write_engine)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
