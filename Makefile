@@ -29,5 +29,8 @@ unit: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/tally export-schema
 
+bench: $(STAMP)
+	bash bench/run_all.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
