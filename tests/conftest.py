@@ -24,6 +24,7 @@ from tally.clock import FrozenClock
 from tally.config import Settings
 from tally.migrate import upgrade
 from tally.runtime import Runtime, build_runtime
+from tests.support import write_plans
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TALLY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -99,8 +100,19 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+def plans() -> str | None:
+    """The text of a plans file for this test's runtime; None keeps the built-in catalog.
+    A module overrides it to run on its own plans."""
+    return None
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, plans: str | None) -> Settings:
+    if plans is None:
+        return Settings(database_url=database_url)
+    return Settings(
+        database_url=database_url, plans_path=write_plans(tmp_path / "plans.toml", plans)
+    )
 
 
 @pytest.fixture

@@ -24,6 +24,20 @@ async def graphql(
     return body
 
 
+SMALL_PLANS = """
+[plans.small]
+name = "Small"
+price_monthly = "10.00"
+currency = "EUR"
+[plans.small.limits]
+tokens = 1000
+documents = 5
+agents = 2
+seats = 3
+"""
+"""Small limits for contract tests: a plan `small`."""
+
+
 def write_plans(path: Path, text: str) -> Path:
     """A plans TOML file for a test."""
     path.write_text(text, encoding="utf-8")

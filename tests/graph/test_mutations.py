@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,25 +12,13 @@ from sqlalchemy import text
 
 from billing.accounts import OpenedAccount, create_api_key, invite_member
 from tally.clock import FrozenClock
-from tally.config import Settings
 from tally.orgs import Role
-from tally.runtime import Runtime, build_runtime
+from tally.runtime import Runtime
 from tests.conftest import START, OpenOrg
-from tests.support import graphql, write_plans
+from tests.support import SMALL_PLANS, graphql
 
 pytestmark = pytest.mark.anyio
 
-PLANS = """
-[plans.small]
-name = "Small"
-price_monthly = "10.00"
-currency = "EUR"
-[plans.small.limits]
-tokens = 1000
-documents = 5
-agents = 2
-seats = 3
-"""
 
 CONSUME = """
 mutation Consume($org: ID, $resource: String!, $amount: BigInt!, $key: String!,
@@ -141,11 +127,8 @@ query Page {
 
 
 @pytest.fixture
-async def runtime(database_url: str, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
-    plans = write_plans(tmp_path / "plans.toml", PLANS)
-    runtime = build_runtime(Settings(database_url=database_url, plans_path=plans), clock)
-    yield runtime
-    await runtime.db.dispose()
+def plans() -> str:
+    return SMALL_PLANS
 
 
 @pytest.fixture

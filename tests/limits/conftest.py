@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from billing.accounts import OpenedAccount, open_account
 from limits import Decision
-from tally.clock import FrozenClock
-from tally.config import Settings
-from tally.runtime import Runtime, build_runtime
-from tests.support import write_plans
+from tally.runtime import Runtime
 
 PLANS = """
 [plans.tiny]
@@ -40,11 +35,8 @@ tokens = "soft"
 
 
 @pytest.fixture
-async def runtime(database_url: str, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
-    plans = write_plans(tmp_path / "plans.toml", PLANS)
-    runtime = build_runtime(Settings(database_url=database_url, plans_path=plans), clock)
-    yield runtime
-    await runtime.db.dispose()
+def plans() -> str:
+    return PLANS
 
 
 async def open_tiny(runtime: Runtime, plan: str = "tiny") -> OpenedAccount:

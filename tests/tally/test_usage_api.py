@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,26 +12,14 @@ import pytest
 
 from billing.accounts import OpenedAccount, create_api_key
 from tally.clock import FrozenClock
-from tally.config import Settings
 from tally.orgs import Organization, Role
 from tally.orgs import repository as orgs_repository
-from tally.runtime import Runtime, build_runtime
+from tally.runtime import Runtime
 from tests.conftest import START, OpenOrg
-from tests.support import write_plans
+from tests.support import SMALL_PLANS
 
 pytestmark = pytest.mark.anyio
 
-PLANS = """
-[plans.small]
-name = "Small"
-price_monthly = "10.00"
-currency = "EUR"
-[plans.small.limits]
-tokens = 1000
-documents = 5
-agents = 2
-seats = 3
-"""
 
 MIB = 1024 * 1024
 ENDPOINTS = (
@@ -46,11 +33,8 @@ ZERO = {"tokens": 0, "documents": 0, "agents": 0, "seats": 1}
 
 
 @pytest.fixture
-async def runtime(database_url: str, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
-    plans = write_plans(tmp_path / "plans.toml", PLANS)
-    runtime = build_runtime(Settings(database_url=database_url, plans_path=plans), clock)
-    yield runtime
-    await runtime.db.dispose()
+def plans() -> str:
+    return SMALL_PLANS
 
 
 @pytest.fixture
