@@ -23,26 +23,13 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import psycopg
-from harness import (
-    BenchFailure,
-    check,
-    create_org,
-    database,
-    main_guard,
-    median,
-    say,
-    tally_env,
-    tally_server,
-    target,
-)
+from harness import BenchFailure, check, deployment, main_guard, median, say, target
 
 BATCH = 1000
 TARGET_EVENTS_PER_S = 50_000
@@ -153,12 +140,12 @@ def _arguments() -> argparse.Namespace:
 def run() -> None:
     args = _arguments()
     rates, roofs, ratios = [], [], []
-    with tempfile.TemporaryDirectory() as tmp, database("batch") as url:
-        env = tally_env(url, Path(tmp))
-        org = create_org(env, "Bench batch", "bench-hard")
-        other = create_org(env, "Bench batch ceiling", "bench-hard")
+    with deployment("batch") as bench:
+        url = bench.url
+        org = bench.create_org("Bench batch", "bench-hard")
+        other = bench.create_org("Bench batch ceiling", "bench-hard")
         org_id, key = org["organization_id"], org["service_api_key"]
-        with tally_server(env, Path(tmp) / "tally.log") as base:
+        with bench.tally_server() as base:
             warm = _batches(f"warm-{os.getpid()}", 2 * args.clients)
             asyncio.run(_post_all(base, key, [(_body(b), b) for b in warm], args.clients))
             for index in range(1, args.runs + 1):

@@ -22,24 +22,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
-from harness import (
-    BIG_LIMIT,
-    ceiling_server,
-    check,
-    create_org,
-    database,
-    main_guard,
-    median,
-    say,
-    tally_env,
-    tally_server,
-    target,
-)
+from harness import BIG_LIMIT, check, deployment, main_guard, median, say, target
 from wrk import WrkResult, ensure_wrk, run_wrk
 
 SMALL_LIMIT = 5_000
@@ -150,15 +136,12 @@ def _sweep(base: str, ceiling: str, key: str, args: argparse.Namespace) -> int:
 def run() -> None:
     args = _arguments()
     ensure_wrk()
-    with tempfile.TemporaryDirectory() as tmp, database("consume") as url:
-        env = tally_env(url, Path(tmp))
-        org = create_org(env, "Bench consume", "bench-hard")
-        small = create_org(env, "Bench small limit", "bench-small")
+    with deployment("consume") as bench:
+        url = bench.url
+        org = bench.create_org("Bench consume", "bench-hard")
+        small = bench.create_org("Bench small limit", "bench-small")
         key = org["service_api_key"]
-        with (
-            tally_server(env, Path(tmp) / "tally.log") as base,
-            ceiling_server(Path(tmp) / "ceiling.log") as ceiling,
-        ):
+        with bench.tally_server() as base, bench.ceiling_server() as ceiling:
             say("warm-up: 3s on each server")
             _consume(ceiling, "ceiling", "warm", args, 3)
             _consume(base, key, f"warm-{os.getpid()}", args, 3)

@@ -1,8 +1,9 @@
 """Plumbing shared by the benchmarks (not a benchmark itself).
 
-Fresh PostgreSQL databases dropped at the end, free ports, servers started as subprocesses and
-stopped in `finally`, `tally create-org`, progress lines, targets and the exit status (wrk is
-in wrk.py). Everything talks to 127.0.0.1 only, and every wait is bounded.
+Fresh PostgreSQL databases dropped at the end (`deployment`: one with a work directory and the
+environment for `tally`), free ports, servers started as subprocesses and stopped in
+`finally`, `tally create-org`, progress lines, targets and the exit status (wrk is in
+wrk.py). Everything talks to 127.0.0.1 only, and every wait is bounded.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -183,7 +186,7 @@ def server(
         say(f"{name} stopped")
 
 
-def tally_server(env: dict[str, str], log: Path, workers: int = 2) -> Iterator[str]:
+def tally_server(env: dict[str, str], log: Path, workers: int = 2) -> AbstractContextManager[str]:
     port = free_port()
     command = [TALLY, "serve", "--host", "127.0.0.1", "--port", str(port)]
     return server(
@@ -191,7 +194,7 @@ def tally_server(env: dict[str, str], log: Path, workers: int = 2) -> Iterator[s
     )
 
 
-def ceiling_server(log: Path, workers: int = 2) -> Iterator[str]:
+def ceiling_server(log: Path, workers: int = 2) -> AbstractContextManager[str]:
     port = free_port()
     command = [
         str(BIN / "uvicorn"),
@@ -208,6 +211,33 @@ def ceiling_server(log: Path, workers: int = 2) -> Iterator[str]:
     return server(
         f"ceiling (bare Starlette, {workers} workers)", command, dict(os.environ), port, log
     )
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A fresh database with the bench plans, and a work directory for its servers' logs."""
+
+    url: str
+    env: dict[str, str]
+    workdir: Path
+
+    def create_org(self, name: str, plan: str) -> dict[str, str]:
+        return create_org(self.env, name, plan)
+
+    def tally_server(self, workers: int = 2) -> AbstractContextManager[str]:
+        return tally_server(self.env, self.workdir / "tally.log", workers)
+
+    def ceiling_server(self, workers: int = 2) -> AbstractContextManager[str]:
+        return ceiling_server(self.workdir / "ceiling.log", workers)
+
+
+@contextmanager
+def deployment(label: str) -> Iterator[Deployment]:
+    """A temporary work directory and a fresh database (see `database`), both gone on the way
+    out."""
+    with tempfile.TemporaryDirectory() as tmp, database(label) as url:
+        workdir = Path(tmp)
+        yield Deployment(url, tally_env(url, workdir), workdir)
 
 
 def target(label: str, value: float, goal: float, *, at_most: bool = False) -> str:

@@ -19,21 +19,9 @@ import argparse
 import ast
 import json
 import sys
-import tempfile
-from pathlib import Path
 
 import httpx
-from harness import (
-    ROOT,
-    check,
-    create_org,
-    database,
-    main_guard,
-    median,
-    say,
-    tally_env,
-    tally_server,
-)
+from harness import ROOT, check, deployment, main_guard, median, say
 from wrk import WrkResult, ensure_wrk, run_wrk
 
 MINIMAL = "{ __typename }"
@@ -66,11 +54,10 @@ def run() -> None:
     minimal = json.dumps({"query": MINIMAL})
     pages: list[WrkResult] = []
     minimals: list[WrkResult] = []
-    with tempfile.TemporaryDirectory() as tmp, database("page") as url:
-        env = tally_env(url, Path(tmp))
-        org = create_org(env, "Bench page", "ecommerce-enterprise")
+    with deployment("page") as bench:
+        org = bench.create_org("Bench page", "ecommerce-enterprise")
         key = org["owner_api_key"]
-        with tally_server(env, Path(tmp) / "tally.log") as base:
+        with bench.tally_server() as base:
             headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
             answer = httpx.post(f"{base}/graphql", content=page, headers=headers).json()
             check(

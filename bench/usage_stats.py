@@ -23,33 +23,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-from harness import (
-    BenchFailure,
-    check,
-    create_org,
-    database,
-    main_guard,
-    median,
-    percentile,
-    say,
-    tally_env,
-    tally_server,
-    target,
-)
+from harness import BenchFailure, check, deployment, main_guard, median, percentile, say, target
 
 from billing.money import Money, minor_digits
+from core.config import Settings
 from limits.pricing import PriceTable
-from tally.config import Settings
 
 TARGET_P95_MS = 50.0
 TIMEZONE = "Europe/Paris"
@@ -181,16 +167,16 @@ def run() -> None:
     window = {"from": start.isoformat(), "to": end.isoformat()}
     currency = PriceTable.load(Settings.from_env().model_prices_path).currency
     fast, slow = [], []
-    with tempfile.TemporaryDirectory() as tmp, database("stats") as url:
-        env = tally_env(url, Path(tmp))
-        org = create_org(env, "Bench stats", "bench-hard")
+    with deployment("stats") as bench:
+        url = bench.url
+        org = bench.create_org("Bench stats", "bench-hard")
         say(f"generating {args.events:,} token events over 90 days")
         _generate(url, org["organization_id"], args.events, start)
         headers = {"Authorization": f"Bearer {org['owner_api_key']}"}
         body = {"query": QUERY, "variables": window}
         params = {"org": org["organization_id"], "from": start, "to": end}
         with (
-            tally_server(env, Path(tmp) / "tally.log") as base,
+            bench.tally_server() as base,
             httpx.Client(base_url=base, headers=headers, timeout=60) as http,
             psycopg.connect(url) as connection,
         ):

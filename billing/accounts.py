@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing import repository as billing_repository
 from billing.catalog import Catalog
 from billing.models import Subscription
-from limits import LimitEngine
-from tally.auth import mint_api_key
-from tally.orgs import ApiKey, Member, Organization, Role
-from tally.orgs import repository as orgs_repository
+from core.auth import mint_api_key
+from core.errors import ErrorCode, InvalidInput
+from core.orgs import ApiKey, Member, Organization, Role
+from core.orgs import repository as orgs_repository
+from limits import LimitEngine, LimitExceeded
 
 OWNER_KEY_NAME = "owner key"
 SERVICE_KEY_NAME = "service key"
@@ -26,16 +27,11 @@ SERVICE_KEY_NAME = "service key"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-class AccountError(ValueError):
+class AccountError(InvalidInput):
     """An account change that cannot be made as asked; `field` names the culprit input."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class SeatLimitReached(AccountError):
-    """Every seat of the plan is taken."""
+        super().__init__(ErrorCode.INVALID_INPUT, message, field=field)
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,7 @@ async def open_account(
         owner = await add_member(
             session, engine, organization, email=owner_email, role=Role.OWNER, status="active"
         )
-    except SeatLimitReached:
+    except LimitExceeded:
         raise AccountError(f"plan {plan.id!r} allows no seat for the owner") from None
     owner_key, owner_secret = mint_api_key(
         organization.id, OWNER_KEY_NAME, role=Role.OWNER, service=False, at=now
@@ -100,7 +96,7 @@ async def add_member(
     role: Role = Role.MEMBER,
     status: str = "invited",
 ) -> Member:
-    """Add a member, taking a seat in the same transaction; SeatLimitReached when full.
+    """Add a member, taking a seat in the same transaction; LimitExceeded when full.
 
     Emails are kept in lower case, so the unique (organization, email) key holds whatever
     the case an invitation used."""
@@ -120,8 +116,12 @@ async def add_member(
         attributes={"member_id": member.id},
     )
     if not seat.allowed:
-        raise SeatLimitReached(
-            f"all {seat.limit} seats of the plan are taken; remove a member or change plan"
+        raise LimitExceeded(
+            f"all {seat.limit} seats of the plan are taken; remove a member or change plan",
+            resource="seats",
+            used=seat.used,
+            limit=seat.limit,
+            requested=1,
         )
     await orgs_repository.add(session, member)
     return member
@@ -152,7 +152,7 @@ async def invite_member(
     email: str,
     role: Role = Role.MEMBER,
 ) -> Member:
-    """Invite a person: they hold a seat from now on. SeatLimitReached when the plan is full."""
+    """Invite a person: they hold a seat from now on. LimitExceeded when the plan is full."""
     email = email.strip()
     if len(email) > 320 or not EMAIL.match(email):
         raise AccountError(f"{email!r} is not an email address", "email")
@@ -183,7 +183,7 @@ async def remove_member(
         member.role == Role.OWNER
         and await orgs_repository.count_owners(session, organization.id) <= 1
     ):
-        raise AccountError("the last owner cannot be removed", "memberId")
+        raise AccountError("the last owner cannot be removed", "member_id")
     await orgs_repository.delete_member(session, member)
     return member
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -10,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from billing.money import Money
+from core.resources import load_toml, packaged
 from limits import Limit, Policy
 
-BUILTIN_PLANS = Path(__file__).with_name("plans.toml")
+BUILTIN_PLANS = packaged("billing", "plans.toml")
 UNLIMITED = "unlimited"
 DEFAULT_THRESHOLDS = (80, 100)
 
@@ -60,14 +60,9 @@ class Catalog:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Catalog:
-        source = path or BUILTIN_PLANS
-        try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
-        except OSError as error:
-            raise CatalogError(f"cannot read plans file {source}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise CatalogError(f"plans file {source} is not valid TOML: {error}") from None
-        plans = data.get("plans")
+        document = load_toml(path, BUILTIN_PLANS, "plans file", CatalogError)
+        source = document.source
+        plans = document.data.get("plans")
         if not isinstance(plans, dict):
             raise CatalogError(f"plans file {source} has no [plans.<id>] table")
         return cls(_parse_plan(plan_id, table, source) for plan_id, table in plans.items())
@@ -101,7 +96,7 @@ class Catalog:
                     )
 
 
-def _parse_plan(plan_id: str, table: Any, source: Path) -> Plan:
+def _parse_plan(plan_id: str, table: Any, source: str) -> Plan:
     where = f"{source}: plan {plan_id!r}"
     if not isinstance(table, dict):
         raise CatalogError(f"{where} must be a table")

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing import repository
 from billing.catalog import Catalog
 from billing.models import Invoice, Subscription
-from billing.provider import BillingProvider
+from billing.provider import BillingProvider, PeriodClose
+from core.db import Database
+from core.orgs import Organization
 from limits import LimitEngine, Period
-from tally.db import Database
-from tally.orgs import Organization
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ async def close_due_periods(
         if period.end > now:
             return closed
         plan = catalog.get(subscription.period_plan_id or organization.plan_id)
-        invoice = await provider.close_period(session, organization, subscription, period, plan)
+        invoice = await provider.close_period(
+            session, PeriodClose(organization, subscription, period, plan)
+        )
         switched = subscription.pending_plan_id is not None
         if subscription.pending_plan_id is not None:
             organization.plan_id = subscription.pending_plan_id

@@ -14,8 +14,8 @@ from billing.local.documents import InvoiceDocument, InvoiceLine, Party
 from billing.models import Invoice
 from billing.org_settings import settings_of
 from billing.tax import TaxDecision, TaxTable
-from tally.clock import Clock
-from tally.orgs import Organization
+from core.clock import Clock
+from core.orgs import Organization
 
 
 def invoice_number(organization_id: str, sequence: int) -> str:

@@ -14,7 +14,7 @@ from billing.models import (
     ProviderEvent,
     SigningKey,
 )
-from billing.repository import insert_for
+from core.db import dialect_insert
 
 _events = ProviderEvent.__table__  # type: ignore[attr-defined]
 _keys = SigningKey.__table__  # type: ignore[attr-defined]
@@ -62,7 +62,7 @@ async def record_event(
 ) -> bool:
     """Mark an event handled; False when it already was (nothing written then)."""
     statement = (
-        insert_for(session)(_events)
+        dialect_insert(session)(_events)
         .values(
             id=event_id,
             type=event_type,
@@ -80,7 +80,7 @@ async def signing_key(session: AsyncSession, name: str, candidate: str, at: date
     """The stored key called `name`; `candidate` becomes it when none exists yet, so
     concurrent workers all end up with the first one written."""
     await session.execute(
-        insert_for(session)(_keys)
+        dialect_insert(session)(_keys)
         .values(name=name, secret=candidate, created_at=at)
         .on_conflict_do_nothing(index_elements=["name"])
     )

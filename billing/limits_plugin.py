@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from billing.catalog import Catalog
+from core.orgs import Organization
 from limits import Limit, Resource, hookimpl
-from tally.orgs import Organization
 
 
 class PlanLimits:

@@ -6,30 +6,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlencode
 
-from billing import ledger_repository
-from tally.clock import Clock
-from tally.db import Database
+from billing import ledger_repository, repository
+from billing.invoicing import stored_document
+from billing.local import InvoiceDocument
+from core.clock import Clock
+from core.db import Database
+from core.errors import ErrorCode, NotFound, Refused
+from core.ids import new_secret
 
 Format = Literal["pdf", "html"]
 LINK_TTL = timedelta(hours=24)
 KEY_NAME = "invoice-links"
 PATH = "/billing/invoices"
-
-
-class LinkRefused(Exception):
-    """A link that is not valid: tampered, for another invoice, or expired."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -39,6 +32,15 @@ class LinkTarget:
     organization_id: str
     invoice_id: str
     format: Format
+
+
+@dataclass(frozen=True)
+class OpenedDocument:
+    """The invoice document a valid link opens."""
+
+    format: Format
+    number: str
+    document: InvoiceDocument
 
 
 class InvoiceLinks:
@@ -54,7 +56,7 @@ class InvoiceLinks:
         if self._key is None:
             async with self.db.write() as session:
                 stored = await ledger_repository.signing_key(
-                    session, KEY_NAME, secrets.token_urlsafe(48), self.clock.now()
+                    session, KEY_NAME, new_secret(48), self.clock.now()
                 )
             self._key = stored.encode()
         return self._key
@@ -70,18 +72,30 @@ class InvoiceLinks:
         self, invoice_id: str, fmt: str, org: str | None, expires: str | None, signature: str | None
     ) -> LinkTarget:
         if fmt not in ("pdf", "html"):
-            raise LinkRefused(404, "NOT_FOUND", "no such invoice document")
+            raise NotFound.of("invoice document")
         kind: Format = "pdf" if fmt == "pdf" else "html"
         if not org or not expires or not signature or not expires.isdigit():
-            raise LinkRefused(403, "INVALID_LINK", "this invoice link is incomplete")
+            raise Refused(ErrorCode.INVALID_LINK, "this invoice link is incomplete")
         expected = self._sign(await self.key(), org, invoice_id, kind, int(expires))
         if not hmac.compare_digest(expected, signature):
-            raise LinkRefused(403, "INVALID_LINK", "this invoice link is not valid")
+            raise Refused(ErrorCode.INVALID_LINK, "this invoice link is not valid")
         if int(expires) < self.clock.now().timestamp():
-            raise LinkRefused(
-                403, "LINK_EXPIRED", "this invoice link has expired: open the invoice list again"
+            raise Refused(
+                ErrorCode.LINK_EXPIRED, "this invoice link has expired: open the invoice list again"
             )
         return LinkTarget(org, invoice_id, kind)
+
+    async def open(
+        self, invoice_id: str, fmt: str, org: str | None, expires: str | None, signature: str | None
+    ) -> OpenedDocument:
+        """The document a link opens, once `check` accepts it; NotFound when the invoice has
+        none (a provider's invoice) or is not the organization's."""
+        target = await self.check(invoice_id, fmt, org, expires, signature)
+        async with self.db.read() as session:
+            invoice = await repository.get_invoice(session, target.organization_id, invoice_id)
+        if invoice is None or invoice.document is None:
+            raise NotFound.of("invoice")
+        return OpenedDocument(target.format, invoice.number, stored_document(invoice))
 
     @staticmethod
     def _sign(key: bytes, organization_id: str, invoice_id: str, fmt: Format, expires: int) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from tally.db import UtcDateTime
-from tally.orgs.models import new_id
+from core.db import UtcDateTime
+from core.ids import new_id
 
 
 class Subscription(SQLModel, table=True):

@@ -13,26 +13,18 @@ from billing.closing import close_due_periods
 from billing.models import Invoice, PlanChange, Subscription
 from billing.proration import Proration, no_proration, prorate
 from billing.provider import BillingProvider, ChangeRequest, ProviderError, Timing
+from core.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from core.ids import new_id
+from core.orgs import Organization
 from limits import Limit, LimitEngine, Period, ResourceUsage, UsageSnapshot
 from limits.display import format_amount
-from tally.orgs import Organization
-from tally.orgs.models import new_id
 
 
-class PlanChangeError(ValueError):
-    """A plan change refused as asked; `code` says why."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class PlanChangeBlocked(PlanChangeError):
+class PlanChangeBlocked(Conflict):
     """Gauge resources in use above the new plan's limits."""
 
     def __init__(self, blockers: tuple[Blocker, ...]) -> None:
-        super().__init__("PLAN_CHANGE_BLOCKED", "; ".join(b.message for b in blockers))
+        super().__init__(ErrorCode.PLAN_CHANGE_BLOCKED, "; ".join(b.message for b in blockers))
         self.blockers = blockers
 
 
@@ -96,7 +88,7 @@ class PlanChanger:
     def plan(self, plan_id: str) -> Plan:
         plan = self.catalog.find(plan_id)
         if plan is None:
-            raise PlanChangeError("PLAN_NOT_FOUND", f"there is no plan {plan_id!r}")
+            raise NotFound(ErrorCode.PLAN_NOT_FOUND, f"there is no plan {plan_id!r}")
         return plan
 
     async def preview(
@@ -108,7 +100,9 @@ class PlanChanger:
     ) -> Preview:
         current, new = self.catalog.get(organization.plan_id), self.plan(plan_id)
         if new.id == current.id:
-            raise PlanChangeError("SAME_PLAN", f"the organization is already on {new.name}")
+            raise InvalidInput(
+                ErrorCode.SAME_PLAN, f"the organization is already on {new.name}", field="plan_id"
+            )
         now = self.engine.clock.now()
         usage = await self.engine.usage(session, organization)
         if timing is Timing.AUTO:
@@ -175,7 +169,9 @@ class PlanChanger:
             return await self._replay(session, earlier, plan_id)
         subscription = await repository.lock_subscription(session, organization.id)
         if subscription is None:
-            raise PlanChangeError("NO_SUBSCRIPTION", "the organization has no subscription")
+            raise InvalidInput(
+                ErrorCode.NO_SUBSCRIPTION, "the organization has no subscription", field="plan_id"
+            )
         await close_due_periods(
             session,
             self.engine,
@@ -215,9 +211,10 @@ class PlanChanger:
 
     async def _replay(self, session: AsyncSession, earlier: PlanChange, plan_id: str) -> Changed:
         if earlier.to_plan_id != plan_id:
-            raise PlanChangeError(
-                "IDEMPOTENCY_KEY_REUSED",
+            raise Conflict(
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
                 f"this idempotency key was used for a change to {earlier.to_plan_id!r}",
+                field="idempotency_key",
             )
         invoice = None
         if earlier.invoice_id is not None:

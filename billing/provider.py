@@ -11,24 +11,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.catalog import Plan
 from billing.models import Invoice, Subscription
 from billing.proration import Proration
+from core.errors import ErrorCode, ProviderFailure, Unavailable
+from core.orgs import Organization
 from limits import Period
-from tally.orgs import Organization
 
 
-class ProviderError(Exception):
+class ProviderError(ProviderFailure):
     """The provider refused or could not be reached; the caller changes nothing locally."""
 
-    def __init__(self, message: str, code: str = "PROVIDER_ERROR") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.PROVIDER_ERROR, message)
 
 
-class PortalUnavailable(ProviderError):
+class PortalUnavailable(Unavailable):
     """The provider has no customer portal."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, "PORTAL_UNAVAILABLE")
+        super().__init__(ErrorCode.PORTAL_UNAVAILABLE, message)
 
 
 class Timing(StrEnum):
@@ -53,6 +52,17 @@ class ChangeRequest:
     change_id: str
 
 
+@dataclass(frozen=True)
+class PeriodClose:
+    """A billing period that ended, for the provider to bill on `plan` (the plan in force at
+    its start)."""
+
+    organization: Organization
+    subscription: Subscription
+    period: Period
+    plan: Plan
+
+
 class BillingProvider(Protocol):
     """Carries out billing for Tally. Every method runs inside the caller's transaction and
     raises ProviderError on failure, before anything local is written."""
@@ -71,15 +81,8 @@ class BillingProvider(Protocol):
         invoice issued for it, if any."""
         ...
 
-    async def close_period(
-        self,
-        session: AsyncSession,
-        organization: Organization,
-        subscription: Subscription,
-        period: Period,
-        plan: Plan,
-    ) -> Invoice | None:
-        """Bill a billing period that ended, on `plan` (the plan in force at its start)."""
+    async def close_period(self, session: AsyncSession, close: PeriodClose) -> Invoice | None:
+        """Bill a billing period that ended."""
         ...
 
     async def portal_url(

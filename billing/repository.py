@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
 from billing.models import Invoice, InvoiceSequence, Subscription
-from tally.orgs import Organization
+from core.db import dialect_insert
+from core.orgs import Organization
 
 _sequences = InvoiceSequence.__table__  # type: ignore[attr-defined]
-
-
-def insert_for(session: AsyncSession) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT."""
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 async def add(session: AsyncSession, *rows: SQLModel) -> None:
@@ -130,7 +123,7 @@ async def next_invoice_number(session: AsyncSession, organization_id: str) -> in
     concurrent issuers queue and a rolled-back invoice gives its number back (no gaps).
     """
     await session.execute(
-        insert_for(session)(_sequences)
+        dialect_insert(session)(_sequences)
         .values(organization_id=organization_id, last_value=0)
         .on_conflict_do_nothing(index_elements=["organization_id"])
     )

@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
+from core.errors import ErrorCode, InvalidInput
+
 # fmt: off
 COUNTRY_CODES: frozenset[str] = frozenset({
     "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
@@ -83,13 +85,14 @@ _MAX_LENGTHS = {
 }
 
 
-class SettingsError(ValueError):
-    """A billing setting was refused; `field` is its GraphQL (camelCase) name."""
+class SettingsError(InvalidInput):
+    """A billing setting was refused; `field` is its name (snake_case)."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+        super().__init__(ErrorCode.INVALID_INPUT, message, field=field)
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -109,12 +112,6 @@ class BillingSettings:
 SETTINGS_FIELDS: tuple[str, ...] = tuple(item.name for item in fields(BillingSettings))
 
 
-def graphql_name(name: str) -> str:
-    """'address_line1' -> 'addressLine1'."""
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
 def validate_settings(
     current: BillingSettings, changes: Mapping[str, str | None]
 ) -> BillingSettings:
@@ -126,8 +123,8 @@ def validate_settings(
     updates: dict[str, str | None] = {}
     for name, value in changes.items():
         if name not in SETTINGS_FIELDS:
-            known = ", ".join(graphql_name(field) for field in SETTINGS_FIELDS)
-            raise SettingsError(graphql_name(name), f"unknown setting; settings are {known}")
+            known = ", ".join(SETTINGS_FIELDS)
+            raise SettingsError(name, f"unknown setting; settings are {known}")
         updates[name] = _clean(name, value)
     result = replace(current, **updates)
     if ("vat_id" in updates or "country" in updates) and result.vat_id and result.country:
@@ -146,7 +143,7 @@ def vat_prefix(country: str) -> str:
 
 
 def _clean(name: str, value: object) -> str | None:
-    field = graphql_name(name)
+    field = name
     if value is None:
         return None
     if not isinstance(value, str):
@@ -174,7 +171,7 @@ def _check_email(text: str) -> str:
     match = _EMAIL.fullmatch(text)
     if match is None or len(match["local"]) > 64:
         raise SettingsError(
-            "billingEmail", f"{text!r} is not an email address like name@example.com"
+            "billing_email", f"{text!r} is not an email address like name@example.com"
         )
     return text
 
@@ -193,16 +190,17 @@ def _check_vat_id(text: str) -> str:
     prefix, rest = vat_id[:2], vat_id[2:]
     pattern = _VAT_ID_PATTERNS.get(prefix)
     if pattern is None and prefix == "GR":
-        raise SettingsError("vatId", f"{text!r}: Greek VAT IDs start with EL, not GR")
+        raise SettingsError("vat_id", f"{text!r}: Greek VAT IDs start with EL, not GR")
     if pattern is None:
         supported = ", ".join(sorted(VAT_ID_FORMATS))
         raise SettingsError(
-            "vatId", f"{text!r} must start with a country prefix; supported: {supported}"
+            "vat_id", f"{text!r} must start with a country prefix; supported: {supported}"
         )
     if not pattern.fullmatch(rest):
         description = VAT_ID_FORMATS[prefix][1]
         raise SettingsError(
-            "vatId", f"{text!r} is not a valid {prefix} VAT ID: expected {prefix} and {description}"
+            "vat_id",
+            f"{text!r} is not a valid {prefix} VAT ID: expected {prefix} and {description}",
         )
     return vat_id
 
@@ -211,7 +209,7 @@ def _check_vat_country(vat_id: str, country: str) -> None:
     expected = vat_prefix(country)
     if vat_id[:2] != expected:
         raise SettingsError(
-            "vatId",
+            "vat_id",
             f"VAT ID prefix {vat_id[:2]} does not match country {country}; "
             f"a VAT ID for {country} starts with {expected}",
         )

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import repository
 from billing.catalog import Catalog, Plan
+from core.orgs import Organization
 from limits import LimitEngine
-from tally.orgs import Organization
 
 
 @dataclass(frozen=True)

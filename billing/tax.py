@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -10,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from billing.settings import COUNTRY_CODES
+from core.resources import load_toml, packaged
 
-BUILTIN_TAX_RATES = Path(__file__).with_name("tax_rates.toml")
+BUILTIN_TAX_RATES = packaged("billing", "tax_rates.toml")
 REVERSE_CHARGE_LABEL = "VAT reverse charge (Article 196, Directive 2006/112/EC)"
 EXPORT_LABEL = "No VAT (export)"
 _FULL_RATE = 10_000
@@ -60,14 +60,9 @@ class TaxTable:
     @classmethod
     def load(cls, path: Path | None = None) -> TaxTable:
         """The built-in table, or the one in `path` (same layout as billing/tax_rates.toml)."""
-        source = path or BUILTIN_TAX_RATES
-        try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
-        except OSError as error:
-            raise TaxError(f"cannot read tax rates file {source}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise TaxError(f"tax rates file {source} is not valid TOML: {error}") from None
-        countries = data.get("countries")
+        document = load_toml(path, BUILTIN_TAX_RATES, "tax rates file", TaxError)
+        source = document.source
+        countries = document.data.get("countries")
         if not isinstance(countries, dict) or not countries:
             raise TaxError(f"tax rates file {source} has no [countries.<code>] table")
         return cls(_parse_country(code, table, source) for code, table in countries.items())
@@ -130,7 +125,7 @@ def _country_code(country: str) -> str:
     return code
 
 
-def _parse_country(code: str, table: Any, source: Path) -> CountryRate:
+def _parse_country(code: str, table: Any, source: str) -> CountryRate:
     where = f"{source}: country {code!r}"
     if code not in COUNTRY_CODES:
         raise TaxError(f"{where} is not an uppercase ISO 3166-1 alpha-2 code")

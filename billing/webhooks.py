@@ -17,20 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import ledger_repository
 from billing.catalog import Catalog
-from tally.clock import Clock
-from tally.db import Database
+from core.clock import Clock
+from core.db import Database
+from core.errors import ErrorCode, InvalidInput, Unavailable
 
 TOLERANCE_SECONDS = 300
-
-
-class WebhookRejected(Exception):
-    """A delivery refused before anything was written."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -60,25 +51,25 @@ def signature_header(payload: bytes, secret: str, timestamp: int) -> str:
 
 
 def verify(payload: bytes, header: str | None, secret: str, now: datetime) -> dict[str, Any]:
-    """The event in `payload` once its Stripe signature checks out; WebhookRejected (400)
+    """The event in `payload` once its Stripe signature checks out; InvalidInput
     when the header is missing, malformed, wrong or older than TOLERANCE_SECONDS."""
     if not header:
-        raise WebhookRejected(400, "INVALID_SIGNATURE", "the Stripe-Signature header is missing")
+        raise InvalidInput(ErrorCode.INVALID_SIGNATURE, "the Stripe-Signature header is missing")
     parts = [item.split("=", 1) for item in header.split(",") if "=" in item]
     timestamps = [value for name, value in parts if name.strip() == "t"]
     signatures = [value for name, value in parts if name.strip() == "v1"]
     if len(timestamps) != 1 or not timestamps[0].isdigit() or not signatures:
-        raise WebhookRejected(400, "INVALID_SIGNATURE", "the Stripe-Signature header is malformed")
+        raise InvalidInput(ErrorCode.INVALID_SIGNATURE, "the Stripe-Signature header is malformed")
     timestamp = int(timestamps[0])
     expected = signature_header(payload, secret, timestamp).split("v1=", 1)[1]
     if not any(hmac.compare_digest(expected, signature) for signature in signatures):
-        raise WebhookRejected(400, "INVALID_SIGNATURE", "the signature does not match the payload")
+        raise InvalidInput(ErrorCode.INVALID_SIGNATURE, "the signature does not match the payload")
     if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:
-        raise WebhookRejected(400, "INVALID_SIGNATURE", "the signature's timestamp is too old")
+        raise InvalidInput(ErrorCode.INVALID_SIGNATURE, "the signature's timestamp is too old")
     try:
         event = json.loads(payload)
     except ValueError:
-        raise WebhookRejected(400, "INVALID_PAYLOAD", "the payload is not JSON") from None
+        raise InvalidInput(ErrorCode.INVALID_PAYLOAD, "the payload is not JSON") from None
     if (
         not isinstance(event, dict)
         or not isinstance(event.get("id"), str)
@@ -87,7 +78,7 @@ def verify(payload: bytes, header: str | None, secret: str, now: datetime) -> di
         or not isinstance(event.get("data"), dict)
         or not isinstance(event["data"].get("object"), dict)
     ):
-        raise WebhookRejected(400, "INVALID_PAYLOAD", "the payload is not a Stripe event")
+        raise InvalidInput(ErrorCode.INVALID_PAYLOAD, "the payload is not a Stripe event")
     return event
 
 
@@ -109,8 +100,8 @@ class Webhooks:
     async def handle(self, payload: bytes, header: str | None) -> str:
         """'applied', 'stale', 'ignored', 'duplicate' or 'unknown_customer'."""
         if not self.secret:
-            raise WebhookRejected(
-                503, "WEBHOOKS_NOT_CONFIGURED", "STRIPE_WEBHOOK_SECRET is not set on this server"
+            raise Unavailable(
+                ErrorCode.WEBHOOKS_NOT_CONFIGURED, "STRIPE_WEBHOOK_SECRET is not set on this server"
             )
         event = verify(payload, header, self.secret, self.context.clock.now())
         created = datetime.fromtimestamp(event["created"], UTC)

@@ -1,1 +1,5 @@
-"""Tally's GraphQL API: the Organization page and its operations."""
+"""Tally's GraphQL API: schema, context, permissions, errors, one module per area."""
+
+from graph import enums
+
+__all__ = ["enums"]

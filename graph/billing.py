@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-from enum import Enum
 from typing import Any
 
 import strawberry
 from strawberry import Parent
 
 import billing
-from billing import repository as billing_repository
 from billing.models import Invoice as InvoiceRow
-from billing.recommend import Recommendation, recommend
+from billing.recommend import Recommendation
 from billing.subscriptions import SubscriptionView
-from graph.errors import bad_input
+from core.orgs import Organization as OrganizationRow
 from graph.permissions import Info
 from graph.scalars import BigInt
 from graph.settings import organization_settings
 from limits import Policy
-from tally.orgs import Organization as OrganizationRow
-
-MAX_PAGE = 100
-
-
-@strawberry.enum(description="What happens at the limit.")
-class LimitPolicy(Enum):
-    HARD = "hard"
-    SOFT = "soft"
-    OVERAGE = "overage"
 
 
 @strawberry.type(description="An amount of money in minor units (cents) and its currency.")
@@ -50,7 +36,7 @@ class Money:
 class PlanLimit:
     resource: str
     limit: BigInt | None
-    policy: LimitPolicy
+    policy: Policy
 
 
 @strawberry.type(description="A plan on offer; prices exclude tax.")
@@ -70,7 +56,7 @@ class Plan:
                 PlanLimit(
                     resource=key,
                     limit=BigInt(value) if value is not None else None,
-                    policy=LimitPolicy(plan.policies.get(key, Policy.HARD).value),
+                    policy=plan.policies.get(key, Policy.HARD),
                 )
                 for key, value in plan.limits.items()
             ],
@@ -142,23 +128,11 @@ async def invoice_node(row: InvoiceRow, info: Info) -> Invoice:
     (absolute, on the host the request came to), the provider's for a mirrored one."""
     if row.document is None:
         return Invoice.of(row, row.pdf_url, row.hosted_url)
-    links = info.context.runtime.links
+    links = info.context.services.links
     base = str(info.context.request.base_url).rstrip("/")
     pdf = await links.url(row.organization_id, row.id, "pdf")
     html = await links.url(row.organization_id, row.id, "html")
     return Invoice.of(row, base + pdf, base + html)
-
-
-def invoice_cursor(row: InvoiceRow) -> str:
-    return base64.urlsafe_b64encode(f"{row.issued_on.isoformat()}|{row.id}".encode()).decode()
-
-
-def parse_invoice_cursor(cursor: str) -> tuple[dt.date, str]:
-    try:
-        issued_on, invoice_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return dt.date.fromisoformat(issued_on), invoice_id
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad_input(f"invalid cursor {cursor!r}") from None
 
 
 async def _plan(root: Parent[OrganizationRow], info: Info) -> Plan:
@@ -172,19 +146,12 @@ async def _subscription(root: Parent[OrganizationRow], info: Info) -> PlanSubscr
 async def _invoices(
     root: Parent[OrganizationRow], info: Info, first: int | None = 10, after: str | None = None
 ) -> InvoiceConnection:
-    first = 10 if first is None else first
-    if not 1 <= first <= MAX_PAGE:
-        raise bad_input(f"first must be 1 to {MAX_PAGE}, not {first}")
-    cursor = parse_invoice_cursor(after) if after else None
-    async with info.context.runtime.db.read() as session:
-        rows = await billing_repository.list_invoices(session, root.id, first + 1, cursor)
-    page = rows[:first]
+    page = await info.context.services.billing.invoices(
+        root.id, 10 if first is None else first, after
+    )
     return InvoiceConnection(
-        nodes=[await invoice_node(row, info) for row in page],
-        page_info=PageInfo(
-            has_next_page=len(rows) > first,
-            end_cursor=invoice_cursor(page[-1]) if page else None,
-        ),
+        nodes=[await invoice_node(row, info) for row in page.invoices],
+        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
     )
 
 
@@ -228,9 +195,8 @@ class PlanRecommendation:
 
 
 async def _recommendations(root: Parent[OrganizationRow], info: Info) -> list[PlanRecommendation]:
-    runtime = info.context.runtime
     usage = await info.context.loaders.usage.load(root.id)
-    ranked = recommend(runtime.catalog, root.plan_id, usage, runtime.clock.now())
+    ranked = info.context.services.billing.recommendations(root, usage)
     return [PlanRecommendation.of(item) for item in ranked]
 
 

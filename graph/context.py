@@ -1,4 +1,4 @@
-"""The per-request context: the caller, the runtime and the request's DataLoaders."""
+"""The per-request context: the caller, the services and the request's DataLoaders."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from strawberry.dataloader import DataLoader
 from billing.org_settings import settings_of
 from billing.settings import BillingSettings
 from billing.subscriptions import SubscriptionView, subscription_of
+from core.auth import Principal
+from core.orgs import Member, Organization
+from core.orgs import repository as orgs_repository
+from graph.services import Services
 from limits import UsageSnapshot
-from tally.auth import Principal
-from tally.orgs import Member, Organization
-from tally.orgs import repository as orgs_repository
-from tally.runtime import Runtime
 
 
 @dataclass
 class Loaders:
     """Each loads once per request, however many fields ask."""
 
-    runtime: Runtime
+    services: Services
     organization: DataLoader[str, Organization | None] = field(init=False)
     members: DataLoader[str, Sequence[Member]] = field(init=False)
     usage: DataLoader[str, UsageSnapshot] = field(init=False)
@@ -38,37 +38,37 @@ class Loaders:
         self.settings = DataLoader(self._settings)
 
     async def _organizations(self, ids: list[str]) -> list[Organization | None]:
-        async with self.runtime.db.read() as session:
+        async with self.services.db.read() as session:
             return [await orgs_repository.get_organization(session, i) for i in ids]
 
     async def _members(self, ids: list[str]) -> list[Sequence[Member]]:
-        async with self.runtime.db.read() as session:
+        async with self.services.db.read() as session:
             return [await orgs_repository.list_members(session, i) for i in ids]
 
     async def _usage(self, ids: list[str]) -> list[UsageSnapshot]:
         snapshots = []
-        async with self.runtime.db.read() as session:
+        async with self.services.db.read() as session:
             for organization_id in ids:
                 organization = await self.organization.load(organization_id)
                 assert organization is not None
-                snapshots.append(await self.runtime.engine.usage(session, organization))
+                snapshots.append(await self.services.engine.usage(session, organization))
         return snapshots
 
     async def _subscriptions(self, ids: list[str]) -> list[SubscriptionView]:
         views = []
-        async with self.runtime.db.read() as session:
+        async with self.services.db.read() as session:
             for organization_id in ids:
                 organization = await self.organization.load(organization_id)
                 assert organization is not None
                 views.append(
                     await subscription_of(
-                        session, self.runtime.engine, self.runtime.catalog, organization
+                        session, self.services.engine, self.services.catalog, organization
                     )
                 )
         return views
 
     async def _settings(self, ids: list[str]) -> list[BillingSettings]:
-        async with self.runtime.db.read() as session:
+        async with self.services.db.read() as session:
             return [await settings_of(session, organization_id) for organization_id in ids]
 
 
@@ -78,6 +78,6 @@ class TallyContext:
 
     request: Request
     response: Response | None
-    runtime: Runtime
+    services: Services
     principal: Principal | None
     loaders: Loaders

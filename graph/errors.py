@@ -1,11 +1,26 @@
-"""GraphQL errors with an `extensions.code`, and which errors are masked."""
+"""GraphQL's side of failures, in one place: the `Error` types of mutation unions, the
+translation of every `DomainError` into them (or, in a query, into a GraphQL error with
+`extensions.code`), and which errors are masked.
+
+Field names are converted to camelCase here, at the boundary, and nowhere else.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import FieldExtension, SchemaExtension
+from strawberry.types.field import StrawberryField
+from strawberry.types.union import StrawberryUnion
 
+from billing.plan_change import Blocker, PlanChangeBlocked
+from billing.provider import PortalUnavailable
+from core.errors import DomainError, ErrorCode, InvalidInput, NotFound, ProviderFailure
 from graph.scalars import BigInt
+from limits import LimitExceeded, ReservationError
 
 
 class ApiError(GraphQLError):
@@ -23,8 +38,10 @@ def forbidden(message: str) -> ApiError:
     return ApiError("FORBIDDEN", message)
 
 
-def bad_input(message: str) -> ApiError:
-    return ApiError("BAD_USER_INPUT", message)
+def camel_case(name: str) -> str:
+    """'address_line1' -> 'addressLine1'."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def should_mask_error(error: GraphQLError) -> bool:
@@ -35,7 +52,7 @@ def should_mask_error(error: GraphQLError) -> bool:
 
 @strawberry.interface(description="An expected failure of a mutation: a code and a message.")
 class Error:
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -60,3 +77,127 @@ class LimitExceededError(Error):
 @strawberry.type(description="A reservation that expired or was already settled.")
 class ReservationStateError(Error):
     reservation_id: strawberry.ID
+
+
+@strawberry.type(
+    description="The billing provider refused or could not be reached; nothing changed."
+)
+class ProviderFailedError(Error):
+    pass
+
+
+@strawberry.type(description="The billing provider in use has no customer portal (local billing).")
+class BillingPortalUnavailableError(Error):
+    pass
+
+
+@strawberry.type(description="A count above the new plan's limit that blocks the change.")
+class PlanChangeBlocker:
+    resource: str
+    used: BigInt
+    new_limit: BigInt
+    message: str
+
+    @classmethod
+    def of(cls, blocker: Blocker) -> PlanChangeBlocker:
+        return cls(
+            resource=blocker.resource,
+            used=BigInt(blocker.used),
+            new_limit=BigInt(blocker.new_limit),
+            message=blocker.message,
+        )
+
+
+@strawberry.type(description="Resources in use above the new plan's limits; nothing changed.")
+class PlanChangeBlockedError(Error):
+    blockers: list[PlanChangeBlocker]
+
+
+def error_of(error: DomainError) -> Error:
+    """The union member that answers `error`, by its kind (the most specific first)."""
+    code, message = error.code, error.message
+    if isinstance(error, LimitExceeded):
+        return LimitExceededError(
+            code=code,
+            message=message,
+            resource=error.resource,
+            used=BigInt(error.used),
+            limit=BigInt(error.limit) if error.limit is not None else None,
+            requested=BigInt(error.requested),
+        )
+    if isinstance(error, ReservationError):
+        reservation = strawberry.ID(error.reservation_id)
+        return ReservationStateError(code=code, message=message, reservation_id=reservation)
+    if isinstance(error, PlanChangeBlocked):
+        blockers = [PlanChangeBlocker.of(blocker) for blocker in error.blockers]
+        return PlanChangeBlockedError(code=code, message=message, blockers=blockers)
+    if isinstance(error, PortalUnavailable):
+        return BillingPortalUnavailableError(code=code, message=message)
+    if isinstance(error, ProviderFailure):
+        return ProviderFailedError(code=code, message=message)
+    if isinstance(error, NotFound):
+        return NotFoundError(code=code, message=message)
+    field = camel_case(error.field) if error.field else None
+    return InvalidInputError(code=code, message=message, field=field)
+
+
+def query_error_of(error: DomainError) -> ApiError:
+    """A failure of a query field: a GraphQL error with `extensions.code`."""
+    code = "BAD_USER_INPUT" if isinstance(error, InvalidInput) else str(error.code)
+    return ApiError(code, error.message)
+
+
+def union_members(field: StrawberryField) -> tuple[Any, ...]:
+    """The object types of a field's union result (empty when it returns no union)."""
+    result = field.type
+    return tuple(result.types) if isinstance(result, StrawberryUnion) else ()
+
+
+class DomainErrors(FieldExtension):
+    """Answers a mutation's `DomainError` with the member of its result union that fits;
+    an error its union does not list is a GraphQL error instead (never masked)."""
+
+    def apply(self, field: StrawberryField) -> None:
+        self.members = union_members(field)
+        if not any(
+            issubclass(member, Error) for member in self.members if isinstance(member, type)
+        ):
+            raise TypeError(f"mutation {field.python_name} needs a result union with Error members")
+
+    async def resolve_async(
+        self, next_: Callable[..., Awaitable[Any]], source: Any, info: Any, **kwargs: Any
+    ) -> Any:
+        try:
+            return await next_(source, info, **kwargs)
+        except DomainError as error:
+            answer = error_of(error)
+            if type(answer) not in self.members:
+                raise query_error_of(error) from error
+            return answer
+
+
+class DomainErrorsInQueries(SchemaExtension):
+    """A `DomainError` raised by a query field becomes a GraphQL error with its code."""
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        result.errors = [
+            _translated(error) if isinstance(error.original_error, DomainError) else error
+            for error in result.errors
+        ]
+
+
+def _translated(error: GraphQLError) -> GraphQLError:
+    assert isinstance(error.original_error, DomainError)
+    answer = query_error_of(error.original_error)
+    return GraphQLError(
+        answer.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=answer.extensions,
+    )

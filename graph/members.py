@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
 from strawberry import Parent
 
-from billing.accounts import (
-    AccountError,
-    SeatLimitReached,
-    create_api_key,
-    invite_member,
-    remove_member,
-    revoke_api_key,
-)
+from core.orgs import ApiKey as ApiKeyRow
+from core.orgs import Member as MemberRow
+from core.orgs import Organization as OrganizationRow
+from core.orgs import Role
 from graph.errors import InvalidInputError, LimitExceededError, NotFoundError
-from graph.permissions import Info, member, target_organization
-from graph.scalars import BigInt
-from tally.orgs import ApiKey as ApiKeyRow
-from tally.orgs import Member as MemberRow
-from tally.orgs import Organization as OrganizationRow
-from tally.orgs import Role as RoleValue
-
-MANAGERS = (RoleValue.OWNER, RoleValue.ADMIN)
-
-
-@strawberry.enum(description="A member's role.")
-class Role(Enum):
-    OWNER = "owner"
-    ADMIN = "admin"
-    BILLING = "billing"
-    MEMBER = "member"
+from graph.permissions import Info, Managers, mutation, target
 
 
 @strawberry.type(description="A person with access to the organization; each holds a seat.")
@@ -120,109 +100,59 @@ RevokeApiKeyResult = Annotated[
 ]
 
 
-def _not_found(what: str) -> NotFoundError:
-    return NotFoundError(code="NOT_FOUND", message=f"no such {what}")
+async def _invite_member(
+    info: Info,
+    *,
+    organization_id: strawberry.ID | None = None,
+    email: str,
+    role: Role | None = Role.MEMBER,
+) -> InviteMemberResult:
+    organization = await target(info, organization_id)
+    row = await info.context.services.accounts.invite(organization, email, role or Role.MEMBER)
+    return Member.of(row)
 
 
-def _invalid(error: AccountError) -> InvalidInputError:
-    return InvalidInputError(code="INVALID_INPUT", message=str(error), field=error.field)
+async def _remove_member(info: Info, member_id: strawberry.ID) -> RemoveMemberResult:
+    organization = await target(info)
+    row = await info.context.services.accounts.remove(organization, str(member_id))
+    return MemberRemoved(member=Member.of(row))
+
+
+async def _create_api_key(
+    info: Info,
+    *,
+    organization_id: strawberry.ID | None = None,
+    name: str,
+    role: Role | None = None,
+    service: bool | None = False,
+) -> CreateApiKeyResult:
+    organization = await target(info, organization_id)
+    accounts = info.context.services.accounts
+    key, secret = await accounts.create_key(organization, name, role, bool(service))
+    return CreatedApiKey(api_key=ApiKey.of(key), secret=secret)
+
+
+async def _revoke_api_key(info: Info, api_key_id: strawberry.ID) -> RevokeApiKeyResult:
+    organization = await target(info)
+    row = await info.context.services.accounts.revoke(organization, str(api_key_id))
+    return ApiKeyRevoked(api_key=ApiKey.of(row))
 
 
 @strawberry.type
 class MemberMutation:
-    @strawberry.mutation(description="Invite a person; they take a seat from now on.")
-    async def invite_member(
-        self,
-        info: Info,
-        *,
-        organization_id: strawberry.ID | None = None,
-        email: str,
-        role: Role | None = Role.MEMBER,
-    ) -> InviteMemberResult:
-        role = role or Role.MEMBER
-        organization = await target_organization(info, member(info, *MANAGERS), organization_id)
-        if organization is None:
-            return _not_found("organization")
-        runtime = info.context.runtime
-        try:
-            async with runtime.db.write() as session:
-                row = await invite_member(
-                    session,
-                    runtime.engine,
-                    organization,
-                    email=email,
-                    role=RoleValue(role.value),
-                )
-        except SeatLimitReached as error:
-            async with runtime.db.read() as session:
-                seats = (await runtime.engine.usage(session, organization)).get("seats")
-            return LimitExceededError(
-                code="LIMIT_EXCEEDED",
-                message=str(error),
-                resource="seats",
-                used=BigInt(seats.used),
-                requested=BigInt(1),
-                limit=BigInt(seats.limit.value) if seats.limit.value is not None else None,
-            )
-        except AccountError as error:
-            return _invalid(error)
-        return Member.of(row)
-
-    @strawberry.mutation(description="Remove a member and give their seat back.")
-    async def remove_member(self, info: Info, member_id: strawberry.ID) -> RemoveMemberResult:
-        organization = await target_organization(info, member(info, *MANAGERS), None)
-        assert organization is not None
-        runtime = info.context.runtime
-        try:
-            async with runtime.db.write() as session:
-                row = await remove_member(session, runtime.engine, organization, str(member_id))
-        except AccountError as error:
-            return _invalid(error)
-        return _not_found("member") if row is None else MemberRemoved(member=Member.of(row))
-
-    @strawberry.mutation(
-        description="Create an API key: a member key with a role, or a service key."
+    invite_member = mutation(
+        _invite_member,
+        description="Invite a person; they take a seat from now on.",
+        permission=Managers,
     )
-    async def create_api_key(
-        self,
-        info: Info,
-        *,
-        organization_id: strawberry.ID | None = None,
-        name: str,
-        role: Role | None = None,
-        service: bool | None = False,
-    ) -> CreateApiKeyResult:
-        service = bool(service)
-        organization = await target_organization(info, member(info, *MANAGERS), organization_id)
-        if organization is None:
-            return _not_found("organization")
-        if service == (role is not None):
-            return InvalidInputError(
-                code="INVALID_INPUT",
-                field="role",
-                message="give a role for a member key, or service: true without a role",
-            )
-        if not name.strip() or len(name) > 200:
-            return InvalidInputError(
-                code="INVALID_INPUT", field="name", message="a key name needs 1 to 200 characters"
-            )
-        runtime = info.context.runtime
-        async with runtime.db.write() as session:
-            key, secret = await create_api_key(
-                session,
-                runtime.engine,
-                organization,
-                name=name.strip(),
-                role=RoleValue(role.value) if role else None,
-                service=service,
-            )
-        return CreatedApiKey(api_key=ApiKey.of(key), secret=secret)
-
-    @strawberry.mutation(description="Revoke an API key at once.")
-    async def revoke_api_key(self, info: Info, api_key_id: strawberry.ID) -> RevokeApiKeyResult:
-        organization = await target_organization(info, member(info, *MANAGERS), None)
-        assert organization is not None
-        runtime = info.context.runtime
-        async with runtime.db.write() as session:
-            row = await revoke_api_key(session, runtime.engine, organization, str(api_key_id))
-        return _not_found("API key") if row is None else ApiKeyRevoked(api_key=ApiKey.of(row))
+    remove_member = mutation(
+        _remove_member, description="Remove a member and give their seat back.", permission=Managers
+    )
+    create_api_key = mutation(
+        _create_api_key,
+        description="Create an API key: a member key with a role, or a service key.",
+        permission=Managers,
+    )
+    revoke_api_key = mutation(
+        _revoke_api_key, description="Revoke an API key at once.", permission=Managers
+    )

@@ -13,18 +13,23 @@ from typing import Any
 import strawberry
 
 from graph.billing import Plan
-from graph.permissions import Info, caller, member, own_organization_id
+from graph.permissions import (
+    AnyMember,
+    Authenticated,
+    Info,
+    caller,
+    own_organization_id,
+    query,
+)
 from graph.usage import ResourceDefinition
 
 
 def _plans(info: Info) -> list[Plan]:
-    caller(info)
-    return [Plan.of(plan) for plan in info.context.runtime.catalog]
+    return [Plan.of(plan) for plan in info.context.services.catalog]
 
 
 def _resources(info: Info) -> list[ResourceDefinition]:
-    caller(info)
-    return [ResourceDefinition.of(resource) for resource in info.context.runtime.engine.registry]
+    return [ResourceDefinition.of(resource) for resource in info.context.services.engine.registry]
 
 
 def build_organization_type(fields: Mapping[str, Any]) -> type:
@@ -41,8 +46,7 @@ def build_query(organization_type: type) -> type:
     """The root Query around the `Organization` type."""
 
     async def organization(info: Info, id: strawberry.ID | None = None) -> Any:
-        principal = member(info)
-        organization_id = own_organization_id(principal, id)
+        organization_id = own_organization_id(caller(info), id)
         if organization_id is None:
             return None
         return await info.context.loaders.organization.load(organization_id)
@@ -53,13 +57,15 @@ def build_query(organization_type: type) -> type:
             "Query",
             (),
             {
-                "organization": strawberry.field(
-                    resolver=organization,
+                "organization": query(
+                    organization,
+                    permission=AnyMember,
                     description="The caller's organization; null for any other id.",
                 ),
-                "plans": strawberry.field(resolver=_plans, description="Cheapest first."),
-                "resources": strawberry.field(
-                    resolver=_resources,
+                "plans": query(_plans, permission=Authenticated, description="Cheapest first."),
+                "resources": query(
+                    _resources,
+                    permission=Authenticated,
                     description="Every limited resource the installed plugins register.",
                 ),
             },

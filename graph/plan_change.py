@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from enum import Enum
 from typing import Annotated
 
 import strawberry
 
-from billing import repository
-from billing.plan_change import (
-    Blocker,
-    PlanChangeBlocked,
-    PlanChangeError,
-    Preview,
-    ResourceComparison,
-)
-from billing.provider import ProviderError, Timing
-from billing.subscriptions import subscription_of
+from billing.plan_change import Preview, ResourceComparison
+from billing.provider import Timing
 from graph.billing import Invoice, Money, Plan, PlanSubscription, invoice_node
-from graph.errors import Error, InvalidInputError, NotFoundError
-from graph.permissions import Info
-from graph.scalars import BigInt
-from graph.targets import ProviderFailedError, organization_not_found, target
-from graph.usage import ResourceKind
-from tally.orgs import repository as orgs_repository
-
-
-@strawberry.enum(
-    description="When a change takes effect; AUTO: upgrades now, downgrades at the period's end."
+from graph.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PlanChangeBlockedError,
+    PlanChangeBlocker,
+    ProviderFailedError,
 )
-class PlanChangeTiming(Enum):
-    AUTO = "auto"
-    NOW = "now"
-    PERIOD_END = "period_end"
-
-
-@strawberry.type(description="A count above the new plan's limit that blocks the change.")
-class PlanChangeBlocker:
-    resource: str
-    used: BigInt
-    new_limit: BigInt
-    message: str
+from graph.permissions import Info, target_id
+from graph.scalars import BigInt
+from limits import ResourceKind
 
 
 @strawberry.type(description="One resource: its usage against the current and the new limit.")
@@ -72,7 +50,7 @@ class PlanResourceChange:
 class PlanChangePreview:
     current_plan: Plan
     new_plan: Plan
-    timing: PlanChangeTiming
+    timing: Timing
     effective_at: dt.datetime
     allowed: bool
     amount_due_now: Money
@@ -89,7 +67,7 @@ class PlanChangePreview:
         return cls(
             current_plan=Plan.of(preview.current),
             new_plan=Plan.of(preview.new),
-            timing=PlanChangeTiming(preview.timing.value),
+            timing=preview.timing,
             effective_at=preview.effective_at,
             allowed=preview.allowed,
             amount_due_now=Money.of(proration.amount_due),
@@ -97,18 +75,9 @@ class PlanChangePreview:
             charge=Money.of(proration.charge),
             carried_credit=Money.of(proration.carried_credit),
             resources=[PlanResourceChange.of(item) for item in preview.resources],
-            blockers=[_blocker(b) for b in preview.blockers],
+            blockers=[PlanChangeBlocker.of(b) for b in preview.blockers],
             warnings=list(preview.warnings),
         )
-
-
-def _blocker(blocker: Blocker) -> PlanChangeBlocker:
-    return PlanChangeBlocker(
-        resource=blocker.resource,
-        used=BigInt(blocker.used),
-        new_limit=BigInt(blocker.new_limit),
-        message=blocker.message,
-    )
 
 
 @strawberry.type(description="A plan change applied now, or scheduled for the period's end.")
@@ -116,11 +85,6 @@ class PlanChanged:
     subscription: PlanSubscription
     invoice: Invoice | None
     effective_at: dt.datetime
-
-
-@strawberry.type(description="Resources in use above the new plan's limits; nothing changed.")
-class PlanChangeBlockedError(Error):
-    blockers: list[PlanChangeBlocker]
 
 
 PreviewPlanChangeResult = Annotated[
@@ -133,39 +97,16 @@ ChangePlanResult = Annotated[
 ]
 
 
-def _refusal(error: PlanChangeError) -> InvalidInputError | NotFoundError | PlanChangeBlockedError:
-    if isinstance(error, PlanChangeBlocked):
-        blockers = [_blocker(b) for b in error.blockers]
-        return PlanChangeBlockedError(code=error.code, message=error.message, blockers=blockers)
-    if error.code == "PLAN_NOT_FOUND":
-        return NotFoundError(code=error.code, message=error.message)
-    field = "idempotencyKey" if error.code == "IDEMPOTENCY_KEY_REUSED" else "planId"
-    return InvalidInputError(code=error.code, message=error.message, field=field)
-
-
 async def preview_plan_change(
     info: Info,
     *,
     organization_id: strawberry.ID | None = None,
     plan_id: strawberry.ID,
-    timing: PlanChangeTiming | None = PlanChangeTiming.AUTO,
+    timing: Timing | None = Timing.AUTO,
 ) -> PreviewPlanChangeResult:
-    runtime = info.context.runtime
-    own = target(info, organization_id)
-    if own is None:
-        return organization_not_found()
-    async with runtime.db.read() as session:
-        organization = await orgs_repository.get_organization(session, own)
-        if organization is None:
-            return organization_not_found()
-        try:
-            preview = await runtime.plan_changes.preview(
-                session, organization, str(plan_id), Timing((timing or PlanChangeTiming.AUTO).value)
-            )
-        except PlanChangeError as error:
-            refusal = _refusal(error)
-            assert not isinstance(refusal, PlanChangeBlockedError)
-            return refusal
+    own = target_id(info, organization_id)
+    billing = info.context.services.billing
+    preview = await billing.preview_change(own, str(plan_id), timing or Timing.AUTO)
     return PlanChangePreview.of(preview)
 
 
@@ -174,37 +115,15 @@ async def change_plan(
     *,
     organization_id: strawberry.ID | None = None,
     plan_id: strawberry.ID,
-    timing: PlanChangeTiming | None = PlanChangeTiming.AUTO,
+    timing: Timing | None = Timing.AUTO,
     idempotency_key: str | None = None,
 ) -> ChangePlanResult:
-    runtime = info.context.runtime
-    own = target(info, organization_id)
-    if own is None:
-        return organization_not_found()
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
-        return InvalidInputError(
-            code="INVALID_INPUT", message="idempotencyKey needs 1 to 200 characters",
-            field="idempotencyKey",
-        )  # fmt: skip
-    try:
-        async with runtime.db.write() as session:
-            organization = await repository.lock_organization(session, own)
-            if organization is None:
-                return organization_not_found()
-            changed = await runtime.plan_changes.change(
-                session,
-                organization,
-                str(plan_id),
-                Timing((timing or PlanChangeTiming.AUTO).value),
-                idempotency_key,
-            )
-            view = await subscription_of(session, runtime.engine, runtime.catalog, organization)
-    except PlanChangeError as error:
-        return _refusal(error)
-    except ProviderError as error:
-        return ProviderFailedError(code=error.code, message=error.message)
+    own = target_id(info, organization_id)
+    billing = info.context.services.billing
+    outcome = await billing.change_plan(own, str(plan_id), timing or Timing.AUTO, idempotency_key)
+    invoice = outcome.changed.invoice
     return PlanChanged(
-        subscription=PlanSubscription.of(view),
-        invoice=await invoice_node(changed.invoice, info) if changed.invoice else None,
-        effective_at=changed.plan_change.effective_at,
+        subscription=PlanSubscription.of(outcome.subscription),
+        invoice=await invoice_node(invoice, info) if invoice else None,
+        effective_at=outcome.changed.plan_change.effective_at,
     )

@@ -17,7 +17,7 @@ from strawberry.tools import merge_types
 
 from graph import billing, members, metering, stats, usage
 from graph.billing_mutations import BillingMutation
-from graph.errors import should_mask_error
+from graph.errors import DomainErrorsInQueries, should_mask_error
 from graph.organization import build_organization_type, build_query
 from graph.scalars import SCALARS
 from limits import ResourceRegistry
@@ -56,6 +56,7 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
             lambda: ParserCache(maxsize=CACHE_SIZE),
             lambda: ValidationCache(maxsize=CACHE_SIZE),
             lambda: AddValidationRules(limits),
+            DomainErrorsInQueries,
             lambda: MaskErrors(should_mask_error=should_mask_error),
         ],
     )

@@ -7,13 +7,10 @@ from typing import Annotated
 import strawberry
 from strawberry import Parent
 
-from billing import repository
-from billing.org_settings import update_settings
-from billing.settings import SETTINGS_FIELDS, BillingSettings, SettingsError
+from billing.settings import SETTINGS_FIELDS, BillingSettings
+from core.orgs import Organization as OrganizationRow
 from graph.errors import InvalidInputError, NotFoundError
-from graph.permissions import Info
-from graph.targets import organization_not_found, target
-from tally.orgs import Organization as OrganizationRow
+from graph.permissions import Info, target_id
 
 
 @strawberry.type(description="Who is billed, where, and under which VAT ID; printed on invoices.")
@@ -58,23 +55,15 @@ async def update_organization_settings(
     organization_id: strawberry.ID | None = None,
     input: OrganizationSettingsInput,
 ) -> UpdateSettingsResult:
-    own = target(info, organization_id)
-    if own is None:
-        return organization_not_found()
     changes = {
         name: getattr(input, name)
         for name in SETTINGS_FIELDS
         if getattr(input, name) is not strawberry.UNSET
     }
-    runtime = info.context.runtime
-    try:
-        async with runtime.db.write() as session:
-            if await repository.lock_subscription(session, own) is None:
-                return organization_not_found()
-            settings = await update_settings(session, own, changes, runtime.clock.now())
-    except SettingsError as error:
-        return InvalidInputError(code="INVALID_INPUT", message=error.message, field=error.field)
-    return OrganizationSettings.of(settings)
+    own = target_id(info, organization_id)
+    return OrganizationSettings.of(
+        await info.context.services.billing.update_settings(own, changes)
+    )
 
 
 async def organization_settings(root: Parent[OrganizationRow], info: Info) -> OrganizationSettings:

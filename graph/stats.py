@@ -4,36 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
-from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
 from strawberry import Parent
 
 import billing
+from core.orgs import Organization as OrganizationRow
 from graph.billing import Money
-from graph.errors import bad_input
-from graph.permissions import Info, member
+from graph.enums import Granularity
+from graph.permissions import Info
 from graph.scalars import BigInt
-from limits import repository as limits_repository
-from limits.periods import GAUGE_EPOCH
-from limits.stats import Granularity as StatsGranularity
-from limits.stats import StatsError, usage_stats
-from tally.orgs import Organization as OrganizationRow
+from limits.stats import UsagePoint as StatsPoint
+from limits.stats import UsageShare as StatsShare
+from limits.stats import UsageStats as Stats
 
 
 def _money(micros: int, currency: str) -> Money:
     minor = Decimal(micros).scaleb(billing.money.minor_digits(currency) - 6)
     rounded = int(minor.to_integral_value(rounding=ROUND_HALF_UP))
     return Money.of(billing.Money(rounded, currency))
-
-
-@strawberry.enum
-class Granularity(Enum):
-    HOUR = "hour"
-    DAY = "day"
-    WEEK = "week"
-    MONTH = "month"
 
 
 @strawberry.type(description="Tokens and their cost in one time bucket.")
@@ -64,6 +54,21 @@ class UsageStats:
     by_action: list[UsageShare]
     unpriced_models: list[str]
 
+    @classmethod
+    def of(cls, stats: Stats, timezone: str) -> UsageStats:
+        currency = stats.currency
+        return cls(
+            start=stats.start,
+            end=stats.end,
+            timezone=timezone,
+            total_tokens=BigInt(stats.total_amount),
+            total_cost=_money(stats.total_cost_micros, currency),
+            tokens_over_time=[_point(p, currency) for p in stats.over_time],
+            by_model=[_share(s, currency) for s in stats.by_model],
+            by_action=[_share(s, currency) for s in stats.by_action],
+            unpriced_models=stats.unpriced_models,
+        )
+
 
 @strawberry.type(description="A usage threshold crossed (once per period and threshold).")
 class UsageAlert:
@@ -75,6 +80,22 @@ class UsageAlert:
     crossed_at: dt.datetime
 
 
+def _share(value: StatsShare, currency: str) -> UsageShare:
+    return UsageShare(
+        key=value.key,
+        tokens=BigInt(value.amount),
+        cost=_money(value.cost_micros, currency),
+        share=value.share,
+        priced=value.priced,
+    )
+
+
+def _point(point: StatsPoint, currency: str) -> UsagePoint:
+    return UsagePoint(
+        start=point.start, tokens=BigInt(point.amount), cost=_money(point.cost_micros, currency)
+    )
+
+
 async def _usage_stats(
     root: Parent[OrganizationRow],
     info: Info,
@@ -83,56 +104,15 @@ async def _usage_stats(
     granularity: Granularity | None = Granularity.DAY,
     timezone: str | None = "UTC",
 ) -> UsageStats:
-    granularity = granularity or Granularity.DAY
     timezone = timezone or "UTC"
-    member(info)
-    runtime = info.context.runtime
-    currency = runtime.engine.prices.currency
-    try:
-        async with runtime.db.read() as session:
-            stats = await usage_stats(
-                session,
-                root,
-                resource="tokens",
-                start=start,
-                end=end,
-                granularity=StatsGranularity(granularity.value),
-                timezone=timezone,
-                currency=currency,
-            )
-    except StatsError as error:
-        raise bad_input(str(error)) from None
-
-    def share(value: Any) -> UsageShare:
-        return UsageShare(
-            key=value.key,
-            tokens=BigInt(value.amount),
-            cost=_money(value.cost_micros, currency),
-            share=value.share,
-            priced=value.priced,
-        )
-
-    return UsageStats(
-        start=stats.start,
-        end=stats.end,
-        timezone=timezone,
-        total_tokens=BigInt(stats.total_amount),
-        total_cost=_money(stats.total_cost_micros, currency),
-        tokens_over_time=[
-            UsagePoint(start=p.start, tokens=BigInt(p.amount), cost=_money(p.cost_micros, currency))
-            for p in stats.over_time
-        ],
-        by_model=[share(s) for s in stats.by_model],
-        by_action=[share(s) for s in stats.by_action],
-        unpriced_models=stats.unpriced_models,
-    )
+    stats = await info.context.services.usage.statistics(
+        root, resource="tokens", start=start, end=end,
+        granularity=granularity or Granularity.DAY, timezone=timezone,
+    )  # fmt: skip
+    return UsageStats.of(stats, timezone)
 
 
 async def _alerts(root: Parent[OrganizationRow], info: Info) -> list[UsageAlert]:
-    runtime = info.context.runtime
-    period = runtime.engine.period(root)
-    async with runtime.db.read() as session:
-        rows = await limits_repository.list_alerts(session, root.id, [period.start, GAUGE_EPOCH])
     return [
         UsageAlert(
             resource=row.resource,
@@ -142,7 +122,7 @@ async def _alerts(root: Parent[OrganizationRow], info: Info) -> list[UsageAlert]
             period_start=row.period_start,
             crossed_at=row.crossed_at,
         )
-        for row in rows
+        for row in await info.context.services.usage.alerts(root)
     ]
 
 

@@ -8,24 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
-from enum import Enum
 from typing import Any
 
 import strawberry
 from strawberry import Parent
 
 import limits
-from graph.billing import LimitPolicy
+from core.orgs import Organization as OrganizationRow
 from graph.permissions import Info
 from graph.scalars import BigInt
-from limits import UsageSnapshot
-from tally.orgs import Organization as OrganizationRow
-
-
-@strawberry.enum(description="metered: consumed per billing period and reset; gauge: a count.")
-class ResourceKind(Enum):
-    METERED = "metered"
-    GAUGE = "gauge"
+from limits import Policy, ResourceKind, UsageSnapshot
 
 
 @strawberry.type(description="A limited resource that a plugin registers.")
@@ -60,7 +52,7 @@ class ResourceUsage:
     remaining: BigInt | None
     percent: float
     resets: bool
-    policy: LimitPolicy
+    policy: Policy
     display: str
 
     @classmethod
@@ -76,7 +68,7 @@ class ResourceUsage:
             remaining=BigInt(meter.remaining) if meter.remaining is not None else None,
             percent=meter.percent,
             resets=resource.resets,
-            policy=LimitPolicy(limit.policy.value),
+            policy=limit.policy,
             display=meter.display,
         )
 

@@ -1,12 +1,14 @@
 """Tally's limit engine: resources from plugins, exact limits, usage."""
 
+from core.errors import ErrorCode
 from limits.engine import LimitEngine
 from limits.hookspecs import hookimpl
 from limits.manager import PluginError, ResourceRegistry, create_plugin_manager
 from limits.periods import Period, period_containing
-from limits.resource import Limit, Policy, Resource
+from limits.resource import Limit, Policy, Resource, ResourceKind
 from limits.types import (
     Decision,
+    LimitExceeded,
     PreparedEvent,
     Reservation,
     ReservationError,
@@ -20,8 +22,10 @@ from limits.types import (
 
 __all__ = [
     "Decision",
+    "ErrorCode",
     "Limit",
     "LimitEngine",
+    "LimitExceeded",
     "Period",
     "PluginError",
     "Policy",
@@ -30,6 +34,7 @@ __all__ = [
     "ReservationError",
     "ReserveOutcome",
     "Resource",
+    "ResourceKind",
     "ResourceRegistry",
     "ResourceUsage",
     "UsageEvent",

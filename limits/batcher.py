@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from core.db import Database
+from core.orgs import Organization
 from limits.engine import KEY_RACE_RETRIES, LimitEngine
 from limits.ledger import KeyRace
 from limits.types import Decision, PreparedEvent
-from tally.db import Database
-from tally.orgs import Organization
 
 MAX_BATCH = 500
 

@@ -13,6 +13,11 @@ from typing import Any
 import pluggy
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import Clock
+from core.db import on_commit
+from core.errors import ErrorCode, NotFound
+from core.ids import new_id
+from core.orgs import Organization
 from limits import ledger, repository
 from limits.manager import ResourceRegistry
 from limits.periods import GAUGE_EPOCH, Period, period_containing
@@ -31,10 +36,6 @@ from limits.types import (
     UsageSnapshot,
 )
 from limits.validation import Preparer
-from tally.clock import Clock
-from tally.db import on_commit
-from tally.orgs import Organization
-from tally.orgs.models import new_id
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +187,15 @@ class LimitEngine:
         """Hold `amount` against the limit until committed, released, or `ttl` has passed."""
         resource = self.resource(key)
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            raise UsageRejected("INVALID_AMOUNT", "a reservation needs a positive integer amount")
+            raise UsageRejected(
+                ErrorCode.INVALID_AMOUNT, "a reservation needs a positive integer amount"
+            )
         if not timedelta(seconds=1) <= ttl <= timedelta(seconds=MAX_TTL_SECONDS):
-            raise UsageRejected("INVALID_TTL", f"ttl must be 1 to {MAX_TTL_SECONDS} seconds")
+            raise UsageRejected(
+                ErrorCode.INVALID_TTL, f"ttl must be 1 to {MAX_TTL_SECONDS} seconds"
+            )
         if not idempotency_key or len(idempotency_key) > 200:
-            raise UsageRejected("MISSING_IDEMPOTENCY_KEY", "an idempotency key is required")
+            raise UsageRejected(ErrorCode.MISSING_IDEMPOTENCY_KEY, "an idempotency key is required")
         now = self.clock.now()
         limit = self.limit(organization, resource)
         counter = (
@@ -255,20 +260,26 @@ class LimitEngine:
         decision answers with the reservation's own idempotency key."""
         held = await repository.find_reservation(session, organization.id, id=reservation_id)
         if held is None:
-            raise ReservationError("NOT_FOUND", f"no reservation {reservation_id!r}")
+            raise NotFound(ErrorCode.NOT_FOUND, f"no reservation {reservation_id!r}")
         usage = UsageInput(held.resource, amount, f"reservation:{held.id}", None, attributes or {})
         if amount < 0:
-            raise UsageRejected("INVALID_AMOUNT", "a commit needs an amount of zero or more")
+            raise UsageRejected(
+                ErrorCode.INVALID_AMOUNT, "a commit needs an amount of zero or more"
+            )
         if held.status == "committed":
             replayed = (await self.check(session, organization, [usage]))[0]
             return replace(replayed, idempotency_key=held.idempotency_key)
         if held.status == "released":
             raise ReservationError(
-                "RESERVATION_RELEASED", f"reservation {reservation_id} was released"
+                ErrorCode.RESERVATION_RELEASED,
+                f"reservation {reservation_id} was released",
+                reservation_id,
             )
         if held.status != "held" or held.expires_at <= self.clock.now():
             raise ReservationError(
-                "RESERVATION_EXPIRED", f"reservation {reservation_id} is {_state(held, self.clock)}"
+                ErrorCode.RESERVATION_EXPIRED,
+                f"reservation {reservation_id} is {_state(held, self.clock)}",
+                reservation_id,
             )
         event = self.prepare(organization, [usage])[0]
         event = PreparedEvent(
@@ -287,7 +298,9 @@ class LimitEngine:
             session, held.id, "committed", self.clock.now()
         ):
             raise ReservationError(
-                "RESERVATION_EXPIRED", f"reservation {reservation_id} expired while committing"
+                ErrorCode.RESERVATION_EXPIRED,
+                f"reservation {reservation_id} expired while committing",
+                reservation_id,
             )
         return decision
 
@@ -297,10 +310,12 @@ class LimitEngine:
         """Give a held reservation back; releasing twice answers the same."""
         held = await repository.find_reservation(session, organization.id, id=reservation_id)
         if held is None:
-            raise ReservationError("NOT_FOUND", f"no reservation {reservation_id!r}")
+            raise NotFound(ErrorCode.NOT_FOUND, f"no reservation {reservation_id!r}")
         if held.status == "committed":
             raise ReservationError(
-                "ALREADY_COMMITTED", f"reservation {reservation_id} was committed"
+                ErrorCode.ALREADY_COMMITTED,
+                f"reservation {reservation_id} was committed",
+                reservation_id,
             )
         counter = (held.resource, held.period_start)
         states = await repository.lock_counters(session, organization.id, [counter])

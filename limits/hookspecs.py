@@ -14,10 +14,10 @@ import pluggy
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from core.orgs import Organization
     from limits.periods import Period
     from limits.resource import Limit, Resource
     from limits.types import Decision, UsageEvent
-    from tally.orgs import Organization
 
 PROJECT = "tally"
 

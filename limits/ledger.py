@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.ids import new_id
+from core.orgs import Organization
 from limits import repository
 from limits.repository import CounterKey, CounterState, StoredEvent
 from limits.resource import Limit, Resource
 from limits.types import Decision, PreparedEvent, UsageEvent
-from tally.orgs import Organization
-from tally.orgs.models import new_id
 
 
 class KeyRace(Exception):
@@ -104,32 +104,24 @@ async def decide(
                     expired = await repository.expired_holds(session, organization.id, now)
                 freed = expired.get(event.counter, 0)
             state.reserved -= freed
-        if fits(state, event.amount, limit):
+        room = fits(state, event.amount, limit)
+        if room:
             state.used += event.amount
-            decision = Decision(
-                event.resource.key,
-                "accepted",
-                event.amount,
-                state.used,
-                limit.value,
-                limit.policy,
-                key,
-                state.reserved,
-            )
-            accepted[key] = decision
-            chosen.append((event, decision))
         else:
             state.reserved += event.reserved_amount
-            decision = Decision(
-                event.resource.key,
-                "rejected",
-                event.amount,
-                state.used,
-                limit.value,
-                limit.policy,
-                key,
-                state.reserved,
-            )
+        decision = Decision(
+            event.resource.key,
+            "accepted" if room else "rejected",
+            event.amount,
+            state.used,
+            limit.value,
+            limit.policy,
+            key,
+            state.reserved,
+        )
+        if room:
+            accepted[key] = decision
+            chosen.append((event, decision))
         decisions.append(decision)
     return decisions, chosen
 

@@ -22,11 +22,11 @@ def create_plugin_manager(
     then every plugin installed under the entry-point group "tally"."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
-    for plugin, name in plugins:
-        manager.register(plugin, name=name)
-    if load_entry_points:
-        manager.load_setuptools_entrypoints(hookspecs.PROJECT)
     try:
+        for plugin, name in plugins:
+            manager.register(plugin, name=name)
+        if load_entry_points:
+            manager.load_setuptools_entrypoints(hookspecs.PROJECT)
         manager.check_pending()
     except pluggy.PluginValidationError as error:
         raise PluginError(str(error)) from error

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 
-BUILTIN_PRICES = Path(__file__).with_name("model_prices.toml")
+from core.resources import load_toml, packaged
+
+BUILTIN_PRICES = packaged("limits", "model_prices.toml")
 MICROS = 1_000_000
 
 
@@ -32,13 +33,8 @@ class PriceTable:
 
     @classmethod
     def load(cls, path: Path | None = None) -> PriceTable:
-        source = path or BUILTIN_PRICES
-        try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
-        except OSError as error:
-            raise PriceTableError(f"cannot read price file {source}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise PriceTableError(f"price file {source} is not valid TOML: {error}") from None
+        document = load_toml(path, BUILTIN_PRICES, "price file", PriceTableError)
+        source, data = document.source, document.data
         currency = data.get("currency")
         if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
             raise PriceTableError(f"price file {source} needs currency = an ISO code like 'USD'")

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from core.db import dialect_insert
 from limits.models import UsageAlert, UsageCounter, UsageEventRow, UsageReservation, UsageRollup
 
 _counters = UsageCounter.__table__  # type: ignore[attr-defined]
@@ -46,11 +46,6 @@ def _postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 def _counter_filter(organization_id: str, keys: Sequence[CounterKey]) -> Any:
     c = _counters.c
     return and_(
@@ -69,7 +64,7 @@ async def lock_counters(
     """
     ordered = sorted(set(keys))
     statement = (
-        _insert(session)(_counters)
+        dialect_insert(session)(_counters)
         .values(
             [
                 {
@@ -206,7 +201,7 @@ async def insert_events(session: AsyncSession, rows: Sequence[Mapping[str, Any]]
         result = await session.execute(_INSERT_EVENTS, {"rows": _json_rows(rows)})
         return set(result.scalars().all())
     statement = (
-        _insert(session)(_events)
+        dialect_insert(session)(_events)
         .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
         .returning(_events.c.idempotency_key)
     )
@@ -222,7 +217,7 @@ async def add_rollups(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) 
         await session.execute(_ADD_ROLLUPS, {"rows": _json_rows(rows)})
         return
     r = _rollups.c
-    statement = _insert(session)(_rollups)
+    statement = dialect_insert(session)(_rollups)
     statement = statement.on_conflict_do_update(
         index_elements=["organization_id", "resource", "hour", "model", "action"],
         set_={
@@ -284,7 +279,7 @@ async def find_reservation(
 
 async def insert_reservation(session: AsyncSession, values: Mapping[str, Any]) -> bool:
     statement = (
-        _insert(session)(_reservations)
+        dialect_insert(session)(_reservations)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
         .returning(_reservations.c.id)
@@ -312,7 +307,7 @@ async def insert_alerts(
     inserted: list[tuple[str, int]] = []
     for row in rows:
         statement = (
-            _insert(session)(_alerts)
+            dialect_insert(session)(_alerts)
             .values(**row)
             .on_conflict_do_nothing()
             .returning(_alerts.c.resource, _alerts.c.threshold)

@@ -7,10 +7,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-ResourceKind = Literal["metered", "gauge"]
 DisplayFormat = Literal["compact", "exact"]
 
 _KEY = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+
+
+class ResourceKind(StrEnum):
+    """metered: consumed per billing period and reset; gauge: a count that goes up and down."""
+
+    METERED = "metered"
+    GAUGE = "gauge"
 
 
 class Policy(StrEnum):
@@ -35,7 +41,7 @@ class Resource:
     key: str
     label: str
     unit: str
-    kind: ResourceKind
+    kind: ResourceKind | Literal["metered", "gauge"]
     display: DisplayFormat = "compact"
     attributes: tuple[str, ...] = ()
     default_limit: int | None = None
@@ -47,6 +53,7 @@ class Resource:
             raise ValueError(f"resource key {self.key!r} is not snake_case (like 'voice_minutes')")
         if self.kind not in ("metered", "gauge"):
             raise ValueError(f"resource {self.key!r}: kind must be 'metered' or 'gauge'")
+        object.__setattr__(self, "kind", ResourceKind(self.kind))
         if self.display not in ("compact", "exact"):
             raise ValueError(f"resource {self.key!r}: display must be 'compact' or 'exact'")
         if self.default_limit is not None and self.default_limit < 0:
@@ -54,7 +61,7 @@ class Resource:
 
     @property
     def resets(self) -> bool:
-        return self.kind == "metered"
+        return self.kind == ResourceKind.METERED
 
 
 @dataclass(frozen=True)

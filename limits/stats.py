@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.errors import ErrorCode, InvalidInput
+from core.orgs import Organization
 from limits import repository
-from tally.orgs import Organization
 
 MAX_BUCKETS = 2_000
 
@@ -29,8 +30,11 @@ class Granularity(StrEnum):
     MONTH = "month"
 
 
-class StatsError(ValueError):
-    """A statistics request that cannot be answered as asked."""
+class StatsError(InvalidInput):
+    """A statistics request that cannot be answered as asked; `field` names the argument."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(ErrorCode.INVALID_INPUT, message, field=field)
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise StatsError(
-            f"unknown time zone {name!r} (use an IANA name like 'Europe/Paris')"
+            f"unknown time zone {name!r} (use an IANA name like 'Europe/Paris')", "timezone"
         ) from None
 
 
@@ -120,7 +124,8 @@ def _check_whole_hours(tz: ZoneInfo, instants: list[datetime]) -> None:
         if offset % timedelta(hours=1):
             raise StatsError(
                 f"time zone {tz.key} is {offset} from UTC: hourly statistics can only be "
-                "bucketed in zones whose offset is a whole number of hours"
+                "bucketed in zones whose offset is a whole number of hours",
+                "timezone",
             )
 
 
@@ -138,14 +143,15 @@ async def usage_stats(
     """Statistics of `resource`; `start` and `end` are rounded down to the hour."""
     tz = zone(timezone)
     if start.tzinfo is None or end.tzinfo is None:
-        raise StatsError("from and to need a time zone offset")
+        raise StatsError("from and to need a time zone offset", "from")
     start, end = floor_hour(start), floor_hour(end)
     if end <= start:
-        raise StatsError("to must be at least an hour after from")
+        raise StatsError("to must be at least an hour after from", "to")
     buckets = list(_buckets(start, end, granularity, tz))
     if len(buckets) > MAX_BUCKETS:
         raise StatsError(
-            f"{len(buckets)} buckets asked; at most {MAX_BUCKETS}: use a coarser granularity"
+            f"{len(buckets)} buckets asked; at most {MAX_BUCKETS}: use a coarser granularity",
+            "granularity",
         )
     _check_whole_hours(tz, [start, end, *(b.replace(tzinfo=tz) for b in buckets)])
     rows = await repository.rollup_totals(

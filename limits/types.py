@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
+from core.errors import Conflict, DomainError, ErrorCode, InvalidInput
 from limits.display import format_meter
 from limits.periods import Period
 from limits.resource import Limit, Policy, Resource
@@ -14,29 +15,52 @@ from limits.resource import Limit, Policy, Resource
 Status = Literal["accepted", "duplicate", "rejected"]
 
 
-class UsageRejected(ValueError):
+FIELD_OF_CODE = {
+    ErrorCode.UNKNOWN_RESOURCE: "resource",
+    ErrorCode.INVALID_AMOUNT: "amount",
+    ErrorCode.MISSING_IDEMPOTENCY_KEY: "idempotency_key",
+    ErrorCode.INVALID_ATTRIBUTE: "attributes",
+    ErrorCode.INVALID_TTL: "ttl_seconds",
+    ErrorCode.INVALID_TIMESTAMP: "occurred_at",
+}
+"""The input a usage refusal is about, when its code says."""
+
+
+class UsageRejected(InvalidInput):
     """Bad usage input, refused before anything is written.
 
-    `index` is the event's position in its batch, when it came in one.
+    `index` is the event's position in its batch, when it came in one; `code` is an
+    `ErrorCode` (a plugin may pass its value as a string).
     """
 
-    def __init__(self, code: str, message: str, index: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, code: ErrorCode | str, message: str, index: int | None = None) -> None:
+        known = ErrorCode(code)
+        super().__init__(known, message, field=FIELD_OF_CODE.get(known))
         self.index = index
 
     def at(self, index: int) -> UsageRejected:
         return UsageRejected(self.code, f"events[{index}]: {self.message}", index)
 
 
-class ReservationError(LookupError):
-    """A reservation that is unknown, expired, or already settled."""
+class ReservationError(Conflict):
+    """A reservation that expired or was already settled."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, code: ErrorCode, message: str, reservation_id: str) -> None:
+        super().__init__(code, message)
+        self.reservation_id = reservation_id
+
+
+class LimitExceeded(Conflict):
+    """The limit does not leave room for the amount asked."""
+
+    def __init__(
+        self, message: str, *, resource: str, used: int, limit: int | None, requested: int
+    ) -> None:
+        super().__init__(ErrorCode.LIMIT_EXCEEDED, message)
+        self.resource = resource
+        self.used = used
+        self.limit = limit
+        self.requested = requested
 
 
 @dataclass(frozen=True)
@@ -122,8 +146,22 @@ class Decision:
         )
 
     @property
-    def error_code(self) -> str:
-        return "NOTHING_TO_RELEASE" if self.requested < 0 else "LIMIT_EXCEEDED"
+    def error_code(self) -> ErrorCode:
+        return ErrorCode.NOTHING_TO_RELEASE if self.requested < 0 else ErrorCode.LIMIT_EXCEEDED
+
+    def refusal(self) -> DomainError | None:
+        """Why a rejected decision was refused, as the error a single operation raises."""
+        if self.status != "rejected":
+            return None
+        if self.requested < 0:
+            return InvalidInput(self.error_code, self.explanation, field="amount")
+        return LimitExceeded(
+            self.explanation,
+            resource=self.resource,
+            used=self.used,
+            limit=self.limit,
+            requested=self.requested,
+        )
 
     @property
     def over_limit(self) -> bool:

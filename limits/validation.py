@@ -10,12 +10,13 @@ from typing import Any
 
 import pluggy
 
+from core.errors import ErrorCode
+from core.orgs import Organization
 from limits.manager import ResourceRegistry
 from limits.periods import GAUGE_EPOCH, Period, period_containing
 from limits.pricing import PriceTable
 from limits.resource import Resource
 from limits.types import PreparedEvent, UsageInput, UsageRejected
-from tally.orgs import Organization
 
 FUTURE_TOLERANCE = timedelta(seconds=60)
 MAX_KEY_LENGTH = 200
@@ -41,7 +42,9 @@ class Preparer:
         resource = self.registry.get(key) if isinstance(key, str) else None
         if resource is None:
             known = ", ".join(r.key for r in self.registry)
-            raise UsageRejected("UNKNOWN_RESOURCE", f"unknown resource {key!r}; known: {known}")
+            raise UsageRejected(
+                ErrorCode.UNKNOWN_RESOURCE, f"unknown resource {key!r}; known: {known}"
+            )
         return resource
 
     def counter_period(
@@ -75,26 +78,31 @@ class Preparer:
         resource = self.resource(usage.resource)
         amount = usage.amount
         if isinstance(amount, bool) or not isinstance(amount, int):
-            raise UsageRejected("INVALID_AMOUNT", f"amount must be an integer, not {amount!r}")
+            raise UsageRejected(
+                ErrorCode.INVALID_AMOUNT, f"amount must be an integer, not {amount!r}"
+            )
         if abs(amount) > MAX_AMOUNT:
-            raise UsageRejected("INVALID_AMOUNT", f"amount must be at most {MAX_AMOUNT}")
+            raise UsageRejected(ErrorCode.INVALID_AMOUNT, f"amount must be at most {MAX_AMOUNT}")
         if amount < 0 and resource.kind == "metered":
             raise UsageRejected(
-                "INVALID_AMOUNT",
+                ErrorCode.INVALID_AMOUNT,
                 f"{resource.key} is metered: its amount cannot be negative ({amount})",
             )
         key = usage.idempotency_key
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_LENGTH:
             raise UsageRejected(
-                "MISSING_IDEMPOTENCY_KEY",
+                ErrorCode.MISSING_IDEMPOTENCY_KEY,
                 f"idempotency_key must be a non-empty string of at most {MAX_KEY_LENGTH} chars",
             )
         occurred_at = usage.occurred_at or now
         if occurred_at.tzinfo is None:
-            raise UsageRejected("INVALID_TIMESTAMP", "occurred_at needs a timezone (e.g. Z)")
+            raise UsageRejected(
+                ErrorCode.INVALID_TIMESTAMP, "occurred_at needs a timezone (e.g. Z)"
+            )
         if occurred_at > now + FUTURE_TOLERANCE:
             raise UsageRejected(
-                "INVALID_TIMESTAMP", f"occurred_at {occurred_at.isoformat()} is in the future"
+                ErrorCode.INVALID_TIMESTAMP,
+                f"occurred_at {occurred_at.isoformat()} is in the future",
             )
         attributes = dict(usage.attributes)
         self.check_attributes(organization, resource, amount, attributes)
@@ -124,7 +132,7 @@ class Preparer:
         if unknown:
             allowed = ", ".join(resource.attributes) or "none"
             raise UsageRejected(
-                "INVALID_ATTRIBUTE",
+                ErrorCode.INVALID_ATTRIBUTE,
                 f"{resource.key} does not take attribute(s) {', '.join(unknown)}; "
                 f"it takes: {allowed}",
             )

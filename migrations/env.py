@@ -7,12 +7,12 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import billing.models
+import core.orgs.models
 import limits.models
-import tally.orgs.models
-from tally.config import Settings
-from tally.db import driver_url
+from core.config import Settings
+from core.db import driver_url
 
-assert billing.models and limits.models and tally.orgs.models
+assert billing.models and limits.models and core.orgs.models
 
 target_metadata = SQLModel.metadata
 url = context.config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url

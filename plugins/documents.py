@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from limits import Resource, UsageRejected, hookimpl
+from limits import ErrorCode, Resource, UsageRejected, hookimpl
 
 KINDS = ("document", "product", "faq", "web_page")
 
@@ -32,5 +32,6 @@ def tally_validate_usage(resource: Resource, attributes: Mapping[str, Any]) -> N
     kind = attributes.get("kind", "document")
     if kind not in KINDS:
         raise UsageRejected(
-            "INVALID_ATTRIBUTE", f"document kind must be one of {', '.join(KINDS)}, not {kind!r}"
+            ErrorCode.INVALID_ATTRIBUTE,
+            f"document kind must be one of {', '.join(KINDS)}, not {kind!r}",
         )

@@ -1,1 +1,2 @@
-"""Tally's kernel: configuration, database, clock, organizations and API keys."""
+"""Tally, the product: the ASGI app, the command line, the composition root, HTTP routes
+and the demo."""

@@ -3,29 +3,21 @@ links and /webhooks/stripe."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
-from billing import http as billing_http
+from core.auth import authenticate, bearer_secret
+from core.config import Settings
 from graph.context import Loaders, TallyContext
 from graph.schema import build_schema
-from tally.auth import authenticate, bearer_secret
-from tally.config import Settings
+from tally import http
+from tally.http.errors import EXCEPTION_HANDLERS
 from tally.runtime import Runtime, build_runtime
-from tally.usage_api import UsageApi, error_response
-
-log = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS = 5
 
 
 class TallyGraphQL(GraphQL[TallyContext, None]):
@@ -46,19 +38,6 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
     """The app for `runtime`, or for one built from the environment."""
     runtime = runtime or build_runtime(Settings.from_env())
 
-    async def healthz(_: Request) -> Response:
-        await runtime.db.ping()
-        return JSONResponse({"status": "ok"})
-
-    async def database_away(_: Request, error: Exception) -> Response:
-        log.error("database unavailable: %s", error)
-        return error_response(
-            503,
-            "DATABASE_UNAVAILABLE",
-            "the database cannot be reached; retry shortly",
-            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
@@ -68,11 +47,9 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
-            Route("/healthz", healthz),
-            *UsageApi(runtime).routes(),
-            *billing_http.routes(runtime),
+            *http.routes(runtime),
         ],
-        exception_handlers={DBAPIError: database_away, OSError: database_away},
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.runtime = runtime

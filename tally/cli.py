@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from sqlalchemy import create_engine
@@ -17,13 +18,18 @@ from billing import CatalogError, Money
 from billing.accounts import AccountError, open_account
 from billing.closing import ClosedPeriod, close_all_periods
 from billing.provider import ProviderError
-from limits import PluginError
-from tally.config import ConfigError, Settings
-from tally.db import driver_url
-from tally.demo import DemoKeys, ensure_demo
+from core.config import ConfigError, Settings
+from core.db import driver_url
+from core.resources import packaged_path
+from limits import PluginError, ResourceRegistry, create_plugin_manager
+from limits.hookspecs import PROJECT
+from tally.demo.seed import DemoKeys, ensure_demo
 from tally.runtime import Runtime, build_runtime
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
+SCHEMA_FILE = packaged_path("graph", "schema.graphql")
+"""The shipped schema (package data of `graph`; the checkout's top-level schema.graphql links
+to it): Tally's schema with its built-in resources only."""
+DISTRIBUTION = "tally"
 
 
 class CommandError(Exception):
@@ -44,9 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="bring the database to the newest schema")
     commands.add_parser("plans", help="list the plans and their limits")
     commands.add_parser("resources", help="list the limited resources and their plugins")
-    export = commands.add_parser("export-schema", help="write schema.graphql")
+    export = commands.add_parser(
+        "export-schema",
+        help="write the shipped schema.graphql (built-in resources), or with --output the schema "
+        "this deployment serves (installed plugins included)",
+    )
     export.add_argument("--check", action="store_true", help="fail when the file is stale")
-    export.add_argument("--output", type=Path, default=SCHEMA_FILE, help="'-' for stdout")
+    export.add_argument("--output", type=Path, default=None, help="'-' for stdout")
     create = commands.add_parser("create-org", help="create an organization; prints JSON")
     create.add_argument("--name", required=True)
     create.add_argument("--plan", required=True, dest="plan_id")
@@ -84,7 +94,7 @@ def _connect(runtime: Runtime) -> None:
 
 
 def _migrate(runtime: Runtime) -> None:
-    from tally.migrate import upgrade
+    from core.migrate import upgrade
 
     _connect(runtime)
     upgrade(runtime.settings.database_url)
@@ -143,20 +153,43 @@ def _resources(runtime: Runtime) -> None:
         )
 
 
-def _export_schema(runtime: Runtime, args: argparse.Namespace) -> None:
+def builtin_registry() -> ResourceRegistry:
+    """The resources of Tally's built-in plugins only: those the `tally` distribution registers
+    under its own entry points, not those of a partner installed beside it."""
+    try:
+        entry_points = distribution(DISTRIBUTION).entry_points.select(group=PROJECT)
+    except PackageNotFoundError:
+        raise CommandError(f"the {DISTRIBUTION!r} distribution is not installed") from None
+    plugins = [(entry_point.load(), entry_point.name) for entry_point in entry_points]
+    return ResourceRegistry(create_plugin_manager(plugins, load_entry_points=False))
+
+
+def schema_text(registry: ResourceRegistry) -> str:
+    """The schema served with `registry`'s resources, as schema.graphql holds it."""
     from graph.schema import build_schema
 
-    text = build_schema(runtime.engine.registry).as_str() + "\n"
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if current != text:
-            raise CommandError(f"{args.output} is stale: run `tally export-schema`")
-        print(f"{args.output} is up to date")
-    elif str(args.output) == "-":
-        sys.stdout.write(text)
+    return build_schema(registry).as_str() + "\n"
+
+
+def _export_schema(runtime: Runtime, args: argparse.Namespace) -> None:
+    if args.output is None:
+        target, text = SCHEMA_FILE, schema_text(builtin_registry())
+        fix = "run `tally export-schema`"
     else:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}")
+        target, text = args.output, schema_text(runtime.engine.registry)
+        fix = f"run `tally export-schema --output {target}`"
+    if str(target) == "-":
+        if args.check:
+            raise CommandError("--check needs a file, not '-'", 2)
+        sys.stdout.write(text)
+    elif args.check:
+        current = target.read_text(encoding="utf-8") if target.exists() else ""
+        if current != text:
+            raise CommandError(f"{target} is stale: {fix}")
+        print(f"{target} is up to date")
+    else:
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {target}")
 
 
 def _create_org(runtime: Runtime, args: argparse.Namespace) -> None:

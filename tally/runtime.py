@@ -13,14 +13,16 @@ from billing.local.documents import Party
 from billing.local.provider import LocalProvider
 from billing.plan_change import PlanChanger
 from billing.provider import BillingProvider
+from billing.services import AccountService, BillingService
 from billing.stripe.events import HANDLERS
 from billing.tax import TaxError, TaxTable
 from billing.webhooks import EventContext, Webhooks
+from core.clock import Clock, SystemClock
+from core.config import ConfigError, Settings
+from core.db import Database
 from limits import LimitEngine, create_plugin_manager
 from limits.pricing import PriceTable
-from tally.clock import Clock, SystemClock
-from tally.config import ConfigError, Settings
-from tally.db import Database
+from limits.service import UsageService
 
 
 @dataclass
@@ -37,6 +39,9 @@ class Runtime:
     plan_changes: PlanChanger
     links: InvoiceLinks
     webhooks: Webhooks
+    usage: UsageService
+    accounts: AccountService
+    billing: BillingService
 
 
 def seller_of(settings: Settings) -> Party:
@@ -92,6 +97,7 @@ def build_runtime(
         raise ConfigError(f"tax rates (TALLY_TAX_RATES, TALLY_SELLER_COUNTRY): {error}") from None
     provider = provider or build_provider(settings, catalog, engine, taxes)
     db = Database(settings.database_url)
+    plan_changes = PlanChanger(catalog, engine, provider)
     return Runtime(
         settings=settings,
         db=db,
@@ -100,9 +106,12 @@ def build_runtime(
         engine=engine,
         taxes=taxes,
         provider=provider,
-        plan_changes=PlanChanger(catalog, engine, provider),
+        plan_changes=plan_changes,
         links=InvoiceLinks(db, clock, settings.secret_key),
         webhooks=Webhooks(
             db, EventContext(catalog, clock), settings.stripe_webhook_secret, HANDLERS
         ),
+        usage=UsageService(db, engine),
+        accounts=AccountService(db, engine),
+        billing=BillingService(db, clock, catalog, engine, plan_changes, provider),
     )

@@ -19,10 +19,10 @@ import pytest
 from psycopg import sql
 
 from billing.accounts import OpenedAccount, open_account
+from core.clock import FrozenClock
+from core.config import Settings
+from core.migrate import upgrade
 from tally.app import create_app
-from tally.clock import FrozenClock
-from tally.config import Settings
-from tally.migrate import upgrade
 from tally.runtime import Runtime, build_runtime
 from tests.support import write_plans
 

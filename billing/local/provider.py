@@ -7,16 +7,16 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.catalog import Catalog, Plan
+from billing.catalog import Catalog
 from billing.invoicing import Invoicer
 from billing.local.documents import InvoiceLine, format_date
 from billing.models import Invoice, Subscription
 from billing.money import minor_digits
 from billing.proration import Proration, portion, remaining_fraction
-from billing.provider import ChangeRequest, PortalUnavailable
+from billing.provider import ChangeRequest, PeriodClose, PortalUnavailable
+from core.orgs import Organization
 from limits import LimitEngine, Period, Policy
 from limits.display import format_amount
-from tally.orgs import Organization
 
 
 class LocalProvider:
@@ -64,14 +64,8 @@ class LocalProvider:
         )
         return issued.invoice
 
-    async def close_period(
-        self,
-        session: AsyncSession,
-        organization: Organization,
-        subscription: Subscription,
-        period: Period,
-        plan: Plan,
-    ) -> Invoice | None:
+    async def close_period(self, session: AsyncSession, close: PeriodClose) -> Invoice | None:
+        period, plan, subscription = close.period, close.plan, close.subscription
         start = max(period.start, subscription.started_at)
         charge = portion(plan.price_monthly, remaining_fraction(period, start))
         label = (
@@ -81,7 +75,7 @@ class LocalProvider:
         if start > period.start:
             label += f" (from {format_date(start.date())})"
         lines = [InvoiceLine.of(label, 1, charge.amount_minor)]
-        lines += await self._overage_lines(session, organization, period)
+        lines += await self._overage_lines(session, close.organization, period)
         subtotal = sum(line.amount_minor for line in lines)
         applied = min(subscription.credit_minor, max(subtotal, 0))
         if applied:
@@ -89,7 +83,7 @@ class LocalProvider:
             subscription.credit_minor -= applied
         issued = await self.invoicer.issue(
             session,
-            organization,
+            close.organization,
             source=f"period:{period.start.date().isoformat()}",
             issued_on=period.end.date(),
             lines=lines,

@@ -19,11 +19,10 @@ from billing.models import Invoice, Subscription
 from billing.money import Money
 from billing.org_settings import settings_of
 from billing.proration import Proration
-from billing.provider import ChangeRequest, ProviderError, Timing
+from billing.provider import ChangeRequest, PeriodClose, ProviderError, Timing
 from billing.stripe.events import ORGANIZATION_KEY, PENDING_PLAN_KEY, PLAN_KEY, mirror_invoice
-from limits import Period
-from tally.clock import Clock
-from tally.orgs import Organization
+from core.clock import Clock
+from core.orgs import Organization
 
 T = TypeVar("T")
 
@@ -177,20 +176,15 @@ class StripeProvider:
         )
         return invoice
 
-    async def close_period(
-        self,
-        session: AsyncSession,
-        organization: Organization,
-        subscription: Subscription,
-        period: Period,
-        plan: Plan,
-    ) -> Invoice | None:
+    async def close_period(self, session: AsyncSession, close: PeriodClose) -> Invoice | None:
+        subscription = close.subscription
         if subscription.pending_plan_id and subscription.subscription_ref:
+            key = f"tally-close-{close.organization.id}-{close.period.start.date()}"
             await self._call(
                 self.client.v1.subscriptions.update,
                 subscription.subscription_ref,
                 {"metadata": {PLAN_KEY: subscription.pending_plan_id, PENDING_PLAN_KEY: ""}},
-                {"idempotency_key": f"tally-close-{organization.id}-{period.start.date()}"},
+                {"idempotency_key": key},
             )
         return None
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import tally.db
+import core.db
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -29,13 +29,13 @@ def upgrade() -> None:
     sa.Column('plan_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('billing_anchor_day', sa.Integer(), nullable=False),
     sa.Column('is_demo', sa.Boolean(), nullable=False),
-    sa.Column('created_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('usage_counters',
     sa.Column('organization_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('resource', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('period_start', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('period_start', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('used', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('organization_id', 'resource', 'period_start')
     )
@@ -45,9 +45,9 @@ def upgrade() -> None:
     sa.Column('resource', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('idempotency_key', sa.String(length=200), nullable=False),
     sa.Column('amount', sa.BigInteger(), nullable=False),
-    sa.Column('period_start', tally.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('occurred_at', tally.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('recorded_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('period_start', core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('recorded_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('used_after', sa.BigInteger(), nullable=False),
     sa.Column('limit_value', sa.BigInteger(), nullable=True),
     sa.Column('attributes', sa.JSON(), nullable=False),
@@ -64,8 +64,8 @@ def upgrade() -> None:
     sa.Column('service', sa.Boolean(), nullable=False),
     sa.Column('prefix', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('secret_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('created_at', tally.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('revoked_at', tally.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', core.db.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('secret_hash')
@@ -85,7 +85,7 @@ def upgrade() -> None:
     sa.Column('period_end', sa.Date(), nullable=True),
     sa.Column('pdf_url', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
     sa.Column('hosted_url', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
-    sa.Column('created_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('organization_id', 'number')
@@ -100,7 +100,7 @@ def upgrade() -> None:
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('role', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('created_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('organization_id', 'email')
@@ -113,7 +113,7 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=False),
     sa.Column('pending_plan_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('cancel_at_period_end', sa.Boolean(), nullable=False),
-    sa.Column('started_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], ),
     sa.PrimaryKeyConstraint('organization_id')
     )

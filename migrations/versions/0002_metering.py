@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import tally.db
+import core.db
 
 revision: str = '0002'
 down_revision: str | None = '0001'
@@ -26,23 +26,23 @@ def upgrade() -> None:
     op.create_table('usage_alerts',
     sa.Column('organization_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('resource', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('period_start', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('period_start', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('threshold', sa.Integer(), nullable=False),
     sa.Column('used', sa.BigInteger(), nullable=False),
     sa.Column('limit_value', sa.BigInteger(), nullable=False),
-    sa.Column('crossed_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('crossed_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('organization_id', 'resource', 'period_start', 'threshold')
     )
     op.create_table('usage_reservations',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('organization_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('resource', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('period_start', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('period_start', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('idempotency_key', sa.String(length=200), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('created_at', tally.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('usage_reservations', schema=None) as batch_op:
@@ -52,7 +52,7 @@ def upgrade() -> None:
     op.create_table('usage_rollups',
     sa.Column('organization_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('resource', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('hour', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('hour', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('model', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('amount', sa.BigInteger(), nullable=False),

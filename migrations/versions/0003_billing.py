@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import tally.db
+import core.db
 
 revision: str = '0003'
 down_revision: str | None = '0002'
@@ -28,14 +28,14 @@ def upgrade() -> None:
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('organization_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('type', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('created_at', tally.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('handled_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('signing_keys',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
     sa.Column('secret', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('created_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
     op.create_table('invoice_sequences',
@@ -54,7 +54,7 @@ def upgrade() -> None:
     sa.Column('city', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('country', sqlmodel.sql.sqltypes.AutoString(length=2), nullable=True),
     sa.Column('vat_id', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
-    sa.Column('updated_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], ),
     sa.PrimaryKeyConstraint('organization_id')
     )
@@ -65,8 +65,8 @@ def upgrade() -> None:
     sa.Column('from_plan_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('to_plan_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('timing', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('made_at', tally.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('effective_at', tally.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('made_at', core.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('effective_at', core.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('invoice_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -79,19 +79,19 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('provider', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False, server_default='local'))
         batch_op.add_column(sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True))
         batch_op.add_column(sa.Column('provider_ref', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True))
-        batch_op.add_column(sa.Column('synced_at', tally.db.UtcDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('synced_at', core.db.UtcDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('document', sa.JSON(), nullable=True))
         batch_op.create_unique_constraint('uq_invoices_provider_ref', ['organization_id', 'provider_ref'])
         batch_op.create_unique_constraint('uq_invoices_source', ['organization_id', 'source'])
 
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('billed_through', tally.db.UtcDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('billed_through', core.db.UtcDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('period_plan_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True))
         batch_op.add_column(sa.Column('credit_minor', sa.BigInteger(), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('provider', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False, server_default='local'))
         batch_op.add_column(sa.Column('customer_ref', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True))
         batch_op.add_column(sa.Column('subscription_ref', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True))
-        batch_op.add_column(sa.Column('synced_at', tally.db.UtcDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('synced_at', core.db.UtcDateTime(timezone=True), nullable=True))
 
     # ### end Alembic commands ###
 

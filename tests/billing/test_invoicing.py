@@ -17,7 +17,7 @@ from billing.local.provider import LocalProvider
 from billing.models import Invoice
 from billing.org_settings import update_settings
 from billing.provider import Timing
-from tally.clock import FrozenClock
+from core.clock import FrozenClock
 from tally.runtime import Runtime
 from tests.conftest import OpenOrg
 from tests.support import graphql

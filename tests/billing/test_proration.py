@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from fractions import Fraction
 
 import pytest
@@ -10,10 +10,7 @@ import pytest
 from billing.money import Money
 from billing.proration import portion, prorate, remaining_fraction
 from limits import period_containing
-
-
-def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+from tests.support import at
 
 
 def eur(minor: int) -> Money:

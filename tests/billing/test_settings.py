@@ -8,9 +8,9 @@ from billing.settings import (
     COUNTRY_CODES,
     BillingSettings,
     SettingsError,
-    graphql_name,
     validate_settings,
 )
+from core.errors import InvalidInput
 
 EMPTY = BillingSettings()
 
@@ -88,7 +88,7 @@ def test_good_emails(email: str) -> None:
 )
 def test_bad_emails(email: str) -> None:
     error = refused({"billing_email": email})
-    assert error.field == "billingEmail"
+    assert error.field == "billing_email"
 
 
 @pytest.mark.parametrize(("given", "expected"), [("FR", "FR"), ("de", "DE"), (" gr ", "GR")])
@@ -156,13 +156,13 @@ def test_good_vat_ids(country: str | None, given: str, expected: str) -> None:
 )
 def test_bad_vat_ids(given: str, fragment: str) -> None:
     error = refused({"vat_id": given})
-    assert error.field == "vatId"
+    assert error.field == "vat_id"
     assert fragment in error.message
 
 
 def test_vat_prefix_must_match_country() -> None:
     error = refused({"country": "FR", "vat_id": "DE123456789"})
-    assert error.field == "vatId"
+    assert error.field == "vat_id"
     assert "prefix DE does not match country FR" in error.message
 
 
@@ -175,25 +175,25 @@ def test_greece_uses_el() -> None:
 
 def test_changing_country_alone_rechecks_the_vat_id() -> None:
     current = BillingSettings(country="DE", vat_id="DE123456789")
-    assert refused({"country": "AT"}, current).field == "vatId"
+    assert refused({"country": "AT"}, current).field == "vat_id"
     assert validate_settings(current, {"country": "AT", "vat_id": None}).vat_id is None
 
 
 def test_unknown_field() -> None:
     error = refused({"phone_number": "+33 1 23 45 67 89"})
-    assert error.field == "phoneNumber"
+    assert error.field == "phone_number"
     assert "unknown setting" in error.message
-    assert "billingEmail" in error.message
+    assert "billing_email" in error.message
 
 
 @pytest.mark.parametrize(
     ("name", "limit", "field"),
     [
-        ("legal_name", 200, "legalName"),
-        ("billing_email", 320, "billingEmail"),
-        ("address_line1", 200, "addressLine1"),
-        ("address_line2", 200, "addressLine2"),
-        ("postal_code", 20, "postalCode"),
+        ("legal_name", 200, "legal_name"),
+        ("billing_email", 320, "billing_email"),
+        ("address_line1", 200, "address_line1"),
+        ("address_line2", 200, "address_line2"),
+        ("postal_code", 20, "postal_code"),
         ("city", 100, "city"),
     ],
 )
@@ -206,12 +206,11 @@ def test_length_limits(name: str, limit: int, field: str) -> None:
 
 
 def test_text_must_be_one_line() -> None:
-    assert refused({"legal_name": "Acme\nEvil"}).field == "legalName"
-    assert refused({"postal_code": "75001;"}).field == "postalCode"
+    assert refused({"legal_name": "Acme\nEvil"}).field == "legal_name"
+    assert refused({"postal_code": "75001;"}).field == "postal_code"
 
 
 def test_error_carries_field_and_message() -> None:
-    error = SettingsError("vatId", "is wrong")
-    assert isinstance(error, ValueError)
-    assert (error.field, error.message, str(error)) == ("vatId", "is wrong", "vatId: is wrong")
-    assert graphql_name("address_line1") == "addressLine1"
+    error = SettingsError("vat_id", "is wrong")
+    assert isinstance(error, InvalidInput)
+    assert (error.field, error.message, str(error)) == ("vat_id", "is wrong", "vat_id: is wrong")

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from billing.accounts import create_api_key
-from tally.orgs import Role
-from tally.orgs import repository as orgs_repository
+from core.orgs import Role
+from core.orgs import repository as orgs_repository
 from tally.runtime import Runtime
 from tests.conftest import OpenOrg
 from tests.support import graphql

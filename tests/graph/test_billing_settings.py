@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from billing.accounts import create_api_key
-from tally.orgs import Role
+from core.orgs import Role
 from tally.runtime import Runtime
 from tests.conftest import OpenOrg
 from tests.support import graphql

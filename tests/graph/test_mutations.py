@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from billing.accounts import OpenedAccount, create_api_key, invite_member
-from tally.clock import FrozenClock
-from tally.orgs import Role
+from core.clock import FrozenClock
+from core.orgs import Role
 from tally.runtime import Runtime
 from tests.conftest import START, OpenOrg
 from tests.support import SMALL_PLANS, graphql
@@ -443,12 +443,12 @@ async def test_an_unknown_or_foreign_reservation_is_not_found(
 ) -> None:
     other = await open_org(plan="small", name="B")
     theirs = await reserve(client, other.service_api_key, 500, "theirs")
-    not_found = {
-        "__typename": "NotFoundError",
-        "code": "NOT_FOUND",
-        "message": "no such reservation",
-    }
     for reservation_id in ("0" * 32, theirs["id"]):
+        not_found = {
+            "__typename": "NotFoundError",
+            "code": "NOT_FOUND",
+            "message": f"no reservation {reservation_id!r}",
+        }
         assert await commit(client, account.service_api_key, reservation_id, 1) == not_found
         assert await release(client, account.service_api_key, reservation_id) == not_found
     assert (await page(client, other))["usage"]["tokens"] == {"used": 0, "remaining": 500}

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from billing.accounts import OpenedAccount, create_api_key
 from billing.models import Invoice, PlanChange
 from billing.provider import ProviderError
+from core.clock import FrozenClock
+from core.config import Settings
+from core.orgs import Organization, Role
 from tally.app import create_app
-from tally.clock import FrozenClock
-from tally.config import Settings
-from tally.orgs import Organization, Role
 from tally.runtime import Runtime, build_runtime
 from tests.conftest import OpenOrg
 from tests.support import graphql

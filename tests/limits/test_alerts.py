@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from core.clock import FrozenClock
+from core.config import Settings
+from core.orgs import Organization
 from limits import Decision, Resource, hookimpl
 from limits import repository as limits_repository
 from limits.periods import GAUGE_EPOCH
-from tally.clock import FrozenClock
-from tally.config import Settings
-from tally.orgs import Organization
 from tally.runtime import Runtime, build_runtime
 from tests.limits.conftest import PLANS, consume, open_tiny
 from tests.support import write_plans

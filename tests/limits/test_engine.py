@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from core.clock import FrozenClock
 from limits import UsageInput, UsageRejected
-from tally.clock import FrozenClock
 from tally.runtime import Runtime
 from tests.limits.conftest import consume, open_tiny, used
 

@@ -1,4 +1,5 @@
-"""One test per hook of limits/hookspecs.py, each through a real plugin."""
+"""One test per hook of limits/hookspecs.py, each through a real plugin (the one of
+`tally_threshold_crossed` is in test_alerts.py); test_hook_docs.py checks that each has one."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts import open_account
+from core.clock import FrozenClock
+from core.config import Settings
+from core.orgs import Member, Organization
 from limits import Limit, PluginError, Policy, Resource, UsageEvent, UsageRejected, hookimpl
 from limits.periods import Period
-from tally.clock import FrozenClock
-from tally.config import Settings
-from tally.orgs import Member, Organization
 from tally.runtime import Runtime, build_runtime
 
 pytestmark = pytest.mark.anyio
@@ -109,6 +110,18 @@ def test_hookimpl_with_a_misspelt_hook_fails_at_start(
 
     with pytest.raises(PluginError, match="tally_register_resource"):
         build_runtime(Settings(database_url=database_url), clock, [(Typo(), "typo")])
+
+
+def test_hookimpl_asking_for_an_argument_its_hook_does_not_pass_fails_at_start(
+    database_url: str, clock: FrozenClock
+) -> None:
+    class Greedy:
+        @hookimpl
+        def tally_validate_usage(self, resource: Resource, colour: str) -> None:
+            pass
+
+    with pytest.raises(PluginError, match=r"tally_validate_usage[\s\S]*colour"):
+        build_runtime(Settings(database_url=database_url), clock, [(Greedy(), "greedy")])
 
 
 async def test_hook_tally_resolve_limit(database_url: str, clock: FrozenClock) -> None:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.clock import FrozenClock
 from limits import UsageRejected
-from tally.clock import FrozenClock
 from tally.runtime import Runtime
 from tests.limits.conftest import consume, open_tiny
 

@@ -5,8 +5,9 @@ from datetime import timedelta
 
 import pytest
 
+from core.clock import FrozenClock
+from core.errors import NotFound
 from limits import ReservationError, ReserveOutcome, UsageRejected
-from tally.clock import FrozenClock
 from tally.runtime import Runtime
 from tests.limits.conftest import consume, open_tiny, used
 
@@ -131,7 +132,7 @@ async def test_unknown_and_foreign_reservations_are_not_found(runtime: Runtime) 
     held = await reserve(runtime, theirs, 10, "r1")
     assert held.reservation is not None
     for reservation_id in (held.reservation.id, "nope"):
-        with pytest.raises(ReservationError) as caught:
+        with pytest.raises(NotFound) as caught:
             async with runtime.db.write() as session:
                 await runtime.engine.release(session, mine.organization, reservation_id)
         assert caught.value.code == "NOT_FOUND"

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from billing.accounts import OpenedAccount
+from core.clock import FrozenClock
 from limits import UsageInput
 from limits.models import UsageEventRow
 from limits.stats import Granularity, StatsError, usage_stats
-from tally.clock import FrozenClock
 from tally.runtime import Runtime
 from tests.limits.conftest import open_tiny
 

@@ -9,9 +9,10 @@ import httpx
 import pytest
 
 from billing.accounts import OpenedAccount, open_account
+from core.clock import FrozenClock
+from core.config import Settings
+from limits import ErrorCode, UsageRejected
 from tally.app import create_app
-from tally.clock import FrozenClock
-from tally.config import Settings
 from tally.runtime import Runtime, build_runtime
 from tests.support import graphql, write_plans
 
@@ -97,6 +98,24 @@ async def test_partner_resource_is_in_the_schema_and_limited_by_the_plans_file(
     assert [r["key"] for r in usage["resources"]][-1] == "voice_minutes"
     assert {"key": "voice_minutes", "label": "Voice minutes", "unit": "minutes",
             "kind": "METERED"} in body["data"]["resources"]  # fmt: skip
+
+
+async def test_an_attribute_the_resource_does_not_declare_is_refused(runtime: Runtime) -> None:
+    account = await open_voice_org(runtime)
+    async with runtime.db.write() as session:
+        with pytest.raises(UsageRejected) as refused:
+            await runtime.engine.consume(
+                session,
+                account.organization,
+                "voice_minutes",
+                3,
+                idempotency_key="call-abc",
+                attributes={"call_id": "abc"},
+            )
+    assert refused.value.code == ErrorCode.INVALID_ATTRIBUTE
+    assert refused.value.message == (
+        "voice_minutes does not take attribute(s) call_id; it takes: none"
+    )
 
 
 def test_without_the_package_the_resource_does_not_exist(

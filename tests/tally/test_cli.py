@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,9 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from tally.db import driver_url
-from tally.orgs import Organization
+from core.db import driver_url
+from core.orgs import Organization
 from tests.graph.test_page import PAGE
+from tests.support import free_port
 
 
 def tally(*args: str, database_url: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -139,12 +139,6 @@ STATS = """query($from: DateTime!, $to: DateTime!) { organization {
 def last_28_days() -> dict[str, str]:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return {"from": (today - timedelta(days=28)).isoformat(), "to": today.isoformat()}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_serve_seeds_the_demo_and_answers_the_page_query(empty_database_url: str) -> None:

@@ -1,19 +1,14 @@
-"""`tally close-periods` as cron runs it, and the demo's real invoices."""
+"""`tally close-periods` as cron runs it."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
 
-import pytest
-
-from billing import repository
 from billing.accounts import open_account
+from core.clock import FrozenClock, SystemClock
+from core.config import Settings
 from limits import LimitEngine
-from tally.clock import FrozenClock, SystemClock
-from tally.config import Settings
-from tally.demo import ensure_demo
-from tally.migrate import upgrade
 from tally.runtime import build_runtime
 from tests.tally.test_cli import tally
 
@@ -50,26 +45,3 @@ def test_close_periods_bills_each_ended_period_once(empty_database_url: str) -> 
     assert f"invoice {prefix}-0012 €228.00" in lines[11]
     again = tally("close-periods", database_url=empty_database_url)
     assert (again.returncode, again.stdout) == (0, "no period to close\n")
-
-
-@pytest.mark.anyio
-async def test_the_demo_shows_invoices_from_real_period_closes(empty_database_url: str) -> None:
-    upgrade(empty_database_url)
-    runtime = build_runtime(
-        Settings(database_url=empty_database_url), FrozenClock(datetime(2026, 3, 15, tzinfo=UTC))
-    )
-    try:
-        demo = await ensure_demo(runtime)
-        assert demo is not None
-        async with runtime.db.read() as session:
-            invoices = await repository.list_invoices(session, demo.organization_id, 10)
-    finally:
-        await runtime.db.dispose()
-    assert [(i.period_start, i.number[-4:]) for i in invoices] == [
-        (datetime(2026, 2, 1).date(), "0003"),
-        (datetime(2026, 1, 1).date(), "0002"),
-        (datetime(2025, 12, 1).date(), "0001"),
-    ]
-    assert invoices[0].total_minor == 226_800
-    assert invoices[0].document is not None
-    assert invoices[0].document["buyer"]["name"] == "Acme Shop SAS"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import create_postgres_database
-from tests.tally.test_cli import free_port
+from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
 

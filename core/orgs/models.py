@@ -1,0 +1,76 @@
+"""Tables of the kernel: Organization, Member, ApiKey."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, ForeignKey, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.db import UtcDateTime
+from core.ids import new_id
+
+
+class Role(StrEnum):
+    """A member's role; service keys have no role, only the usage scope."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    BILLING = "billing"
+    MEMBER = "member"
+
+
+class Organization(SQLModel, table=True):
+    """A customer of the SaaS: the owner of limits, usage, members and invoices.
+
+    `plan_id` is the plan in force, an opaque key into billing's catalog;
+    `billing_anchor_day` (1 to 31) fixes when metered usage resets.
+    """
+
+    __tablename__ = "organizations"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    plan_id: str = Field(max_length=100)
+    billing_anchor_day: int = Field(default=1, ge=1, le=31)
+    is_demo: bool = Field(default=False)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class Member(SQLModel, table=True):
+    """A person with access to an organization; an invited one holds a seat too."""
+
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("organization_id", "email"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    organization_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("organizations.id"), nullable=False, index=True)
+    )
+    email: str = Field(max_length=320)
+    name: str = Field(default="", max_length=200)
+    role: str = Field(max_length=20)
+    status: str = Field(default="active", max_length=20)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key: its secret is shown once and stored only as a SHA-256 hash.
+
+    A member key carries a role; a service key (`service=True`) carries the usage scope only.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    organization_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("organizations.id"), nullable=False, index=True)
+    )
+    name: str = Field(max_length=200)
+    role: str | None = Field(default=None, max_length=20)
+    service: bool = Field(default=False)
+    prefix: str = Field(max_length=20)
+    secret_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

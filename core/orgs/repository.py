@@ -1,0 +1,105 @@
+"""SQL for organizations, members and API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from core.orgs.models import ApiKey, Member, Organization
+
+
+async def add(session: AsyncSession, *rows: Organization | Member | ApiKey) -> None:
+    session.add_all(rows)
+    await session.flush()
+
+
+async def get_organization(session: AsyncSession, organization_id: str) -> Organization | None:
+    return await session.get(Organization, organization_id)
+
+
+async def count_organizations(session: AsyncSession) -> int:
+    return int((await session.execute(select(func.count()).select_from(Organization))).scalar_one())
+
+
+async def find_demo_organization(session: AsyncSession) -> Organization | None:
+    result = await session.execute(select(Organization).where(col(Organization.is_demo)).limit(1))
+    return result.scalar_one_or_none()
+
+
+async def list_members(session: AsyncSession, organization_id: str) -> Sequence[Member]:
+    result = await session.execute(
+        select(Member)
+        .where(col(Member.organization_id) == organization_id)
+        .order_by(col(Member.created_at), col(Member.id))
+    )
+    return result.scalars().all()
+
+
+async def find_api_key(session: AsyncSession, secret_hash: str) -> ApiKey | None:
+    result = await session.execute(select(ApiKey).where(col(ApiKey.secret_hash) == secret_hash))
+    return result.scalar_one_or_none()
+
+
+async def revoke_api_keys(
+    session: AsyncSession, organization_id: str, names: Sequence[str], at: datetime
+) -> None:
+    await session.execute(
+        update(ApiKey)
+        .where(
+            col(ApiKey.organization_id) == organization_id,
+            col(ApiKey.name).in_(names),
+            col(ApiKey.revoked_at).is_(None),
+        )
+        .values(revoked_at=at)
+    )
+
+
+async def find_api_key_with_organization(
+    session: AsyncSession, secret_hash: str
+) -> tuple[ApiKey, Organization] | None:
+    """A key and its organization in one statement (the hot path's only lookup)."""
+    result = await session.execute(
+        select(ApiKey, Organization)
+        .join(Organization, col(Organization.id) == col(ApiKey.organization_id))
+        .where(col(ApiKey.secret_hash) == secret_hash)
+    )
+    row = result.first()
+    return None if row is None else (row[0], row[1])
+
+
+async def find_member(
+    session: AsyncSession, organization_id: str, *, id: str | None = None, email: str | None = None
+) -> Member | None:
+    statement = select(Member).where(col(Member.organization_id) == organization_id)
+    if id is not None:
+        statement = statement.where(col(Member.id) == id)
+    if email is not None:
+        statement = statement.where(func.lower(col(Member.email)) == email.lower())
+    return (await session.execute(statement)).scalars().first()
+
+
+async def count_owners(session: AsyncSession, organization_id: str) -> int:
+    statement = select(func.count()).where(
+        col(Member.organization_id) == organization_id, col(Member.role) == "owner"
+    )
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def delete_member(session: AsyncSession, member: Member) -> None:
+    await session.delete(member)
+    await session.flush()
+
+
+async def find_api_key_by_id(
+    session: AsyncSession, organization_id: str, key_id: str
+) -> ApiKey | None:
+    result = await session.execute(
+        select(ApiKey).where(
+            col(ApiKey.organization_id) == organization_id, col(ApiKey.id) == key_id
+        )
+    )
+    return result.scalar_one_or_none()
