@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import as_file, files
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -20,8 +19,8 @@ MIGRATIONS_PACKAGE = "migrations"
 def alembic_config(database_url: str) -> Iterator[Config]:
     """Alembic's configuration from the packaged alembic.ini, pointed at `database_url`."""
     with as_file(files(MIGRATIONS_PACKAGE)) as directory:
-        ini = Path(directory) / "alembic.ini"
-        if not (ini.is_file() and (Path(directory) / "env.py").is_file()):
+        ini = directory / "alembic.ini"
+        if not (ini.is_file() and (directory / "env.py").is_file()):
             raise RuntimeError(f"{directory} is not Tally's migrations package")
         config = Config(str(ini))
         config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))

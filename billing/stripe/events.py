@@ -6,7 +6,7 @@ order settle on Stripe's latest state. Payloads are plain dicts; no `stripe` imp
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -38,34 +38,12 @@ async def _subscription_for(session: AsyncSession, obj: Mapping[str, Any]) -> Su
     return None
 
 
-CustomerHandler = Callable[
-    [AsyncSession, Subscription, Mapping[str, Any], datetime, EventContext], Awaitable[Handled]
-]
-
-
-def _of_customer(handler: CustomerHandler) -> Handler:
-    """A handler of an event about a customer's subscription: it finds the subscription, and
-    acknowledges an event about a customer Tally does not know."""
-
-    async def handle(
-        session: AsyncSession, obj: Mapping[str, Any], created: datetime, context: EventContext
-    ) -> Handled:
-        subscription = await _subscription_for(session, obj)
-        if subscription is None:
-            return Handled("unknown_customer")
-        return await handler(session, subscription, obj, created, context)
-
-    return handle
-
-
-@_of_customer
 async def on_subscription(
-    session: AsyncSession,
-    subscription: Subscription,
-    obj: Mapping[str, Any],
-    created: datetime,
-    context: EventContext,
+    session: AsyncSession, obj: Mapping[str, Any], created: datetime, context: EventContext
 ) -> Handled:
+    subscription = await _subscription_for(session, obj)
+    if subscription is None:
+        return Handled("unknown_customer")
     organization_id = subscription.organization_id
     if subscription.synced_at is not None and created < subscription.synced_at:
         return Handled("stale", organization_id)
@@ -105,14 +83,12 @@ def _day(timestamp: Any) -> date | None:
     return datetime.fromtimestamp(timestamp, UTC).date() if isinstance(timestamp, int) else None
 
 
-@_of_customer
 async def on_invoice(
-    session: AsyncSession,
-    subscription: Subscription,
-    obj: Mapping[str, Any],
-    created: datetime,
-    context: EventContext,
+    session: AsyncSession, obj: Mapping[str, Any], created: datetime, context: EventContext
 ) -> Handled:
+    subscription = await _subscription_for(session, obj)
+    if subscription is None:
+        return Handled("unknown_customer")
     organization_id = subscription.organization_id
     _, applied = await mirror_invoice(session, organization_id, obj, created, context.clock)
     return Handled("applied" if applied else "stale", organization_id)
