@@ -18,9 +18,14 @@ from core.clock import Clock
 from core.orgs import Organization
 
 
-def invoice_number(organization_id: str, sequence: int) -> str:
-    """'467CD393-0357': the organization's prefix and its sequence."""
-    return f"{organization_id[:8].upper()}-{sequence:04d}"
+def invoice_series(prefix: str, issued_on: date) -> str:
+    """The seller's numbering series for a year: 'TAL-2026'."""
+    return f"{prefix}-{issued_on.year}"
+
+
+def invoice_number(series: str, sequence: int) -> str:
+    """'TAL-2026-000123': the series and the number in it."""
+    return f"{series}-{sequence:06d}"
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,13 @@ class Issued:
 class Invoicer:
     """Issues an organization's local invoices, each once per `source`."""
 
-    def __init__(self, taxes: TaxTable, seller: Party, clock: Clock) -> None:
+    def __init__(self, taxes: TaxTable, seller: Party, clock: Clock, prefix: str = "TAL") -> None:
         if seller.country is None:
             raise ValueError("the seller needs a country to decide taxes")
         self.taxes = taxes
         self.seller = seller
         self.clock = clock
+        self.prefix = prefix
 
     async def issue(
         self,
@@ -58,7 +64,8 @@ class Invoicer:
         if existing is not None:
             return Issued(existing, False)
         savepoint = await session.begin_nested()
-        sequence = await repository.next_invoice_number(session, organization.id)
+        series = invoice_series(self.prefix, issued_on)
+        sequence = await repository.next_invoice_number(session, series)
         existing = await repository.find_invoice_by_source(session, organization.id, source)
         if existing is not None:
             await savepoint.rollback()
@@ -66,7 +73,7 @@ class Invoicer:
         settings = await settings_of(session, organization.id)
         assert self.seller.country is not None
         document = InvoiceDocument.build(
-            number=invoice_number(organization.id, sequence),
+            number=invoice_number(series, sequence),
             issued_on=issued_on,
             seller=self.seller,
             buyer=Party.from_settings(settings, organization.name),

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from core.db import UtcDateTime
@@ -15,11 +24,13 @@ from core.ids import new_id
 class Subscription(SQLModel, table=True):
     """An organization's subscription: its state beside the plan in force on the organization.
 
-    `billed_through` is the end of the last closed billing period; `period_plan_id` the plan
-    in force when the current period started, once a change has replaced it; `credit_minor`
-    the credit carried from a change that gave back more than it charged. `customer_ref` and
-    `subscription_ref` are the provider's ids; `synced_at` the time of the provider's state
-    last applied, so that an older webhook never overwrites a newer one.
+    `status` is one of trialing, active, past_due, unpaid, canceled. `billed_through` is the
+    end of the last closed billing period; `period_plan_id` the plan in force when the current
+    period started, once a change has replaced it; `credit_minor` the credit carried from a
+    change that gave back more than it charged. `trial_ends_at` ends a trial (no invoice before
+    it); `past_due_since` is when payment first failed (the dunning grace counts from it).
+    `customer_ref` and `subscription_ref` are the provider's ids; `synced_at` the time of the
+    provider's state last applied, so that an older webhook never overwrites a newer one.
     """
 
     __tablename__ = "subscriptions"
@@ -38,14 +49,35 @@ class Subscription(SQLModel, table=True):
     customer_ref: str | None = Field(default=None, max_length=100)
     subscription_ref: str | None = Field(default=None, max_length=100)
     synced_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    trial_ends_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    past_due_since: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class PlanHistory(SQLModel, table=True):
+    """The plan in force from `effective_at` until the next row's: what prices and limits
+    a period's usage, whatever plan is current when the period is billed."""
+
+    __tablename__ = "plan_history"
+    __table_args__ = (Index("ix_plan_history_effective", "organization_id", "effective_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    organization_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("organizations.id"), nullable=False)
+    )
+    plan_id: str = Field(max_length=100)
+    effective_at: datetime = Field(sa_type=UtcDateTime)
+    change_id: str | None = Field(default=None, max_length=32)
 
 
 class Invoice(SQLModel, table=True):
-    """An invoice as the page lists it; `number` is unique per organization.
+    """An invoice (or a credit note, `kind`) as the page lists it.
 
-    A local invoice keeps its whole content in `document` (lines, parties, tax) so that its
-    PDF and HTML render the same forever; `source` (e.g. "period:2026-03-01") makes issuing
-    idempotent. A provider's invoice is mirrored with its id in `provider_ref`.
+    A local document's `number` comes from the seller's one sequence, unique across
+    organizations. A local invoice keeps its whole content in `document` (lines, parties, tax)
+    so that its PDF and HTML render the same forever; `source` (e.g. "period:2026-03-01")
+    makes issuing idempotent. `due_on` and `paid_at` drive dunning; a credit note names the
+    invoice it reverses in `credited_invoice_id`. A provider's invoice is mirrored with its
+    id in `provider_ref`.
     """
 
     __tablename__ = "invoices"
@@ -54,6 +86,13 @@ class Invoice(SQLModel, table=True):
         UniqueConstraint("organization_id", "source", name="uq_invoices_source"),
         UniqueConstraint("organization_id", "provider_ref", name="uq_invoices_provider_ref"),
         Index("ix_invoices_listing", "organization_id", "issued_on", "id"),
+        Index(
+            "ux_invoices_local_number",
+            "number",
+            unique=True,
+            sqlite_where=text("provider = 'local'"),
+            postgresql_where=text("provider = 'local'"),
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -75,17 +114,20 @@ class Invoice(SQLModel, table=True):
     provider_ref: str | None = Field(default=None, max_length=100)
     synced_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     document: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    kind: str = Field(default="invoice", max_length=20)
+    due_on: date | None = None
+    paid_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    credited_invoice_id: str | None = Field(default=None, max_length=32)
 
 
-class InvoiceSequence(SQLModel, table=True):
-    """The last invoice number used by an organization; incremented atomically, no gaps."""
+class InvoiceCounter(SQLModel, table=True):
+    """The seller's last document number in a series (`name`, e.g. "TAL-2026"); incremented
+    atomically in the issuing transaction, so numbers have no gaps."""
 
-    __tablename__ = "invoice_sequences"
+    __tablename__ = "invoice_counters"
 
-    organization_id: str = Field(
-        sa_column=Column(String(32), ForeignKey("organizations.id"), primary_key=True)
-    )
-    last_value: int = Field(default=0)
+    name: str = Field(primary_key=True, max_length=60)
+    last_value: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class OrganizationSettings(SQLModel, table=True):
@@ -108,7 +150,13 @@ class OrganizationSettings(SQLModel, table=True):
 
 
 class PlanChange(SQLModel, table=True):
-    """A plan change as applied or scheduled; (organization, idempotency key) is unique."""
+    """A plan change; (organization, idempotency key) is unique.
+
+    `status`: "pending" (the intent, written before the provider is called), "applied" (in
+    force), "scheduled" (at the period's end), "canceled" (a scheduled change undone) or
+    "failed" (the provider refused). `provider_key` is the idempotency key sent to the
+    provider, derived from the client's key, so a retry reaches the same provider change.
+    """
 
     __tablename__ = "plan_changes"
     __table_args__ = (
@@ -127,6 +175,54 @@ class PlanChange(SQLModel, table=True):
     made_at: datetime = Field(sa_type=UtcDateTime)
     effective_at: datetime = Field(sa_type=UtcDateTime)
     invoice_id: str | None = Field(default=None, max_length=32)
+    status: str = Field(default="applied", max_length=20)
+    provider_key: str | None = Field(default=None, max_length=255)
+    canceled_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class OverageReport(SQLModel, table=True):
+    """A period's overage of one resource as sent to the provider: once per (organization,
+    period, resource); `status` "pending" until the provider accepted it ("sent")."""
+
+    __tablename__ = "overage_reports"
+
+    organization_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("organizations.id"), primary_key=True)
+    )
+    period_start: datetime = Field(sa_type=UtcDateTime, primary_key=True)
+    resource: str = Field(primary_key=True, max_length=64)
+    quantity: int = Field(sa_column=Column(BigInteger, nullable=False))
+    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    status: str = Field(default="pending", max_length=20)
+    provider_ref: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class TopUpPurchase(SQLModel, table=True):
+    """A top-up pack bought: `amount` units of `resource` added to the organization's extra
+    allowance, charged `price_minor`; (organization, idempotency key) is unique."""
+
+    __tablename__ = "topup_purchases"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "idempotency_key", name="uq_topup_purchases_key"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    organization_id: str = Field(
+        sa_column=Column(String(32), ForeignKey("organizations.id"), nullable=False)
+    )
+    topup_id: str = Field(max_length=100)
+    resource: str = Field(max_length=64)
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    price_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    idempotency_key: str = Field(max_length=200)
+    status: str = Field(default="pending", max_length=20)
+    invoice_id: str | None = Field(default=None, max_length=32)
+    provider_ref: str | None = Field(default=None, max_length=100)
+    purchased_at: datetime = Field(sa_type=UtcDateTime)
 
 
 class ProviderEvent(SQLModel, table=True):

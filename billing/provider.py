@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.catalog import Plan
 from billing.models import Invoice, Subscription
+from billing.money import Money
 from billing.proration import Proration
 from core.errors import ErrorCode, ProviderFailure, Unavailable
 from core.orgs import Organization
@@ -63,6 +64,18 @@ class PeriodClose:
     plan: Plan
 
 
+@dataclass(frozen=True)
+class Charge:
+    """A one-off amount billed at once (a top-up pack). `source` names it uniquely (e.g.
+    "topup:<purchase id>") and keys the provider's idempotency, so a retry bills it once."""
+
+    organization: Organization
+    subscription: Subscription
+    description: str
+    amount: Money
+    source: str
+
+
 class BillingProvider(Protocol):
     """Carries out billing for Tally. Every method runs inside the caller's transaction and
     raises ProviderError on failure, before anything local is written."""
@@ -83,6 +96,19 @@ class BillingProvider(Protocol):
 
     async def close_period(self, session: AsyncSession, close: PeriodClose) -> Invoice | None:
         """Bill a billing period that ended."""
+        ...
+
+    async def charge(self, charge: Charge) -> str | None:
+        """Bill `charge` at the provider, outside any database transaction (Stripe: an invoice
+        item and an invoice finalized at once, idempotent by `source`); the provider's
+        reference of its invoice, or None when billing is local."""
+        ...
+
+    async def record_charge(
+        self, session: AsyncSession, charge: Charge, reference: str | None
+    ) -> Invoice | None:
+        """Record a charge locally, in the transaction that applies it (local: issue the
+        invoice; Stripe: mirror the provider's invoice `reference`)."""
         ...
 
     async def portal_url(

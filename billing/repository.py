@@ -9,11 +9,11 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
-from billing.models import Invoice, InvoiceSequence, Subscription
+from billing.models import Invoice, InvoiceCounter, Subscription
 from core.db import dialect_insert
 from core.orgs import Organization
 
-_sequences = InvoiceSequence.__table__  # type: ignore[attr-defined]
+_counters = InvoiceCounter.__table__  # type: ignore[attr-defined]
 
 
 async def add(session: AsyncSession, *rows: SQLModel) -> None:
@@ -116,21 +116,22 @@ async def find_invoice_by_ref(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def next_invoice_number(session: AsyncSession, organization_id: str) -> int:
-    """The organization's next sequence value, in the caller's transaction.
+async def next_invoice_number(session: AsyncSession, series: str) -> int:
+    """The seller's next number in `series`, in the caller's transaction.
 
     One atomic UPDATE ... RETURNING: the row stays locked until the transaction ends, so
-    concurrent issuers queue and a rolled-back invoice gives its number back (no gaps).
+    concurrent issuers (any organization) queue, and a rolled-back invoice gives its number
+    back (no gaps).
     """
     await session.execute(
-        dialect_insert(session)(_sequences)
-        .values(organization_id=organization_id, last_value=0)
-        .on_conflict_do_nothing(index_elements=["organization_id"])
+        dialect_insert(session)(_counters)
+        .values(name=series, last_value=0)
+        .on_conflict_do_nothing(index_elements=["name"])
     )
     statement = (
-        update(_sequences)
-        .where(_sequences.c.organization_id == organization_id)
-        .values(last_value=_sequences.c.last_value + 1)
-        .returning(_sequences.c.last_value)
+        update(_counters)
+        .where(_counters.c.name == series)
+        .values(last_value=_counters.c.last_value + 1)
+        .returning(_counters.c.last_value)
     )
     return int((await session.execute(statement)).scalar_one())

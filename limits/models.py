@@ -17,7 +17,8 @@ class UsageCounter(SQLModel, table=True):
 
     Metered resources have one row per billing period (a reset is a new row, no cron);
     gauges keep one row under `GAUGE_EPOCH`. `reserved` is the sum of held reservations,
-    some of which may have expired and not yet been swept.
+    some of which may have expired and not yet been swept. `drawn` is how much of this
+    period's usage was drawn from the organization's extra allowance (top-ups), past the limit.
     """
 
     __tablename__ = "usage_counters"
@@ -27,6 +28,9 @@ class UsageCounter(SQLModel, table=True):
     period_start: datetime = Field(sa_type=UtcDateTime, primary_key=True)
     used: int = Field(sa_column=Column(BigInteger, nullable=False))
     reserved: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
+    drawn: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
     )
 
@@ -102,14 +106,32 @@ class UsageRollup(SQLModel, table=True):
     events: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class UsageAllowance(SQLModel, table=True):
+    """Extra allowance an organization holds on a metered resource beyond its plan's limit
+    (top-ups): `remaining` survives period resets and is drawn once the plan's limit is used."""
+
+    __tablename__ = "usage_allowances"
+
+    organization_id: str = Field(primary_key=True, max_length=32)
+    resource: str = Field(primary_key=True, max_length=64)
+    remaining: int = Field(sa_column=Column(BigInteger, nullable=False))
+    granted: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
 class UsageAlert(SQLModel, table=True):
-    """A threshold (percent of the limit) crossed; once per period and threshold."""
+    """A threshold crossed, once per period, kind and threshold: `kind` "limit" is a percent
+    of the limit, "spend_cap" a percent of the organization's spend cap."""
 
     __tablename__ = "usage_alerts"
 
     organization_id: str = Field(primary_key=True, max_length=32)
     resource: str = Field(primary_key=True, max_length=64)
     period_start: datetime = Field(sa_type=UtcDateTime, primary_key=True)
+    kind: str = Field(
+        default="limit",
+        sa_column=Column(String(20), primary_key=True, default="limit", server_default="limit"),
+    )
     threshold: int = Field(primary_key=True)
     used: int = Field(sa_column=Column(BigInteger, nullable=False))
     limit_value: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, Column, ForeignKey, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.db import UtcDateTime
@@ -25,7 +25,12 @@ class Organization(SQLModel, table=True):
     """A customer of the SaaS: the owner of limits, usage, members and invoices.
 
     `plan_id` is the plan in force, an opaque key into billing's catalog;
-    `billing_anchor_day` (1 to 31) fixes when metered usage resets.
+    `billing_anchor_day` (1 to 31) fixes when metered usage resets. `currency` (ISO 4217,
+    chosen when the account opens) and `locale` are those of every amount shown and billed.
+    Billing keeps on this row what every usage decision reads, so the hot path reads it with
+    the organization: `spend_cap_minor`, the most the organization lets overage cost per
+    period (None: no cap), and `usage_suspended_from`, the instant from which metered usage is
+    refused (the end of a dunning grace, a cancellation; None: never).
     """
 
     __tablename__ = "organizations"
@@ -36,6 +41,10 @@ class Organization(SQLModel, table=True):
     billing_anchor_day: int = Field(default=1, ge=1, le=31)
     is_demo: bool = Field(default=False)
     created_at: datetime = Field(sa_type=UtcDateTime)
+    currency: str = Field(default="EUR", max_length=3)
+    locale: str = Field(default="en", max_length=20)
+    spend_cap_minor: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    usage_suspended_from: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class Member(SQLModel, table=True):
