@@ -33,6 +33,7 @@ class Plan:
     stripe_price: str | None = None
     thresholds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     overage: Mapping[str, Decimal] = field(default_factory=dict)
+    trial_days: int = 0
 
     def limit(self, resource: str) -> Limit | None:
         """The plan's limit on a resource, or None when the plan does not name it."""
@@ -134,7 +135,24 @@ def _parse_plan(plan_id: str, table: Any, source: str) -> Plan:
     if stripe_price is not None and not isinstance(stripe_price, str):
         raise CatalogError(f"{where}: stripe_price must be a string")
     overage = {key: _unit_price(where, key, value) for key, value in _table(table, "overage")}
-    return Plan(plan_id, table["name"], price, limits, policies, stripe_price, thresholds, overage)
+    trial_days = table.get("trial_days", 0)
+    if (
+        not isinstance(trial_days, int)
+        or isinstance(trial_days, bool)
+        or not 0 <= trial_days <= 365
+    ):
+        raise CatalogError(f"{where}: trial_days must be a whole number of days, 0 to 365")
+    return Plan(
+        plan_id,
+        table["name"],
+        price,
+        limits,
+        policies,
+        stripe_price,
+        thresholds,
+        overage,
+        trial_days,
+    )
 
 
 def _table(table: dict[str, Any], name: str) -> list[tuple[str, Any]]:
