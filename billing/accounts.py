@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing import plan_history
 from billing import repository as billing_repository
-from billing.catalog import Catalog
+from billing.catalog import Catalog, Plan
 from billing.models import Subscription
+from billing.money import DEFAULT_LOCALE, check_locale
 from core.auth import mint_api_key
 from core.errors import ErrorCode, InvalidInput
 from core.orgs import ApiKey, Member, Organization, Role
@@ -54,9 +57,18 @@ async def open_account(
     owner_email: str,
     anchor_day: int | None = None,
     is_demo: bool = False,
+    currency: str | None = None,
+    locale: str | None = None,
 ) -> OpenedAccount:
-    """Create an organization on a plan with an owner member, an owner key and a service key."""
+    """Create an organization on a plan with an owner member, an owner key and a service key.
+
+    `currency` (every amount of the organization's, for good) defaults to the plan's default
+    currency; one the plan is not offered in is refused (CURRENCY_NOT_OFFERED). `locale`
+    (how amounts are formatted) defaults to "en".
+    """
     plan = catalog.get(plan_id)
+    chosen_currency = plan.price(currency.strip().upper()).currency if currency else plan.currency
+    chosen_locale = _locale(locale)
     name = name.strip()
     if not name or len(name) > 200:
         raise AccountError("an organization name needs 1 to 200 characters")
@@ -65,12 +77,17 @@ async def open_account(
     if not 1 <= day <= 31:
         raise AccountError(f"the billing anchor day must be 1 to 31, not {day}")
     organization = Organization(
-        name=name, plan_id=plan.id, billing_anchor_day=day, is_demo=is_demo, created_at=now
+        name=name,
+        plan_id=plan.id,
+        billing_anchor_day=day,
+        is_demo=is_demo,
+        created_at=now,
+        currency=chosen_currency,
+        locale=chosen_locale,
     )
     await orgs_repository.add(session, organization)
-    await billing_repository.add(
-        session, Subscription(organization_id=organization.id, started_at=now)
-    )
+    await billing_repository.add(session, _subscription(organization, plan, now))
+    await plan_history.record(session, organization.id, plan.id, now)
     try:
         owner = await add_member(
             session, engine, organization, email=owner_email, role=Role.OWNER, status="active"
@@ -85,6 +102,27 @@ async def open_account(
     )
     await orgs_repository.add(session, owner_key, service_key)
     return OpenedAccount(organization, owner, owner_secret, service_secret)
+
+
+def _locale(locale: str | None) -> str:
+    if locale is None or not locale.strip():
+        return DEFAULT_LOCALE
+    try:
+        return check_locale(locale.strip())
+    except ValueError as error:
+        raise AccountError(str(error), "locale") from None
+
+
+def _subscription(organization: Organization, plan: Plan, now: datetime) -> Subscription:
+    """A new subscription: `trialing` until the plan's trial ends, else `active`."""
+    if plan.trial_days:
+        return Subscription(
+            organization_id=organization.id,
+            started_at=now,
+            status="trialing",
+            trial_ends_at=now + timedelta(days=plan.trial_days),
+        )
+    return Subscription(organization_id=organization.id, started_at=now)
 
 
 async def add_member(

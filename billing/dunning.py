@@ -11,12 +11,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from billing.models import Subscription
 from core.orgs import Organization
 
 DEFAULT_GRACE = timedelta(days=7)
-STATUSES = ("trialing", "active", "past_due", "unpaid", "canceled")
+
+
+class SubscriptionStatus(StrEnum):
+    """A subscription's payment state (Stripe's names)."""
+
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    UNPAID = "unpaid"
+    CANCELED = "canceled"
+
+
+def status_of(subscription: Subscription, now: datetime) -> SubscriptionStatus:
+    """The status in force at `now`: a trial whose end has passed is active even before the
+    period that holds it is closed."""
+    status = SubscriptionStatus(subscription.status)
+    ended = subscription.trial_ends_at is not None and subscription.trial_ends_at <= now
+    if status is SubscriptionStatus.TRIALING and ended:
+        return SubscriptionStatus.ACTIVE
+    return status
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,21 @@ class DunningState:
 
     past_due_since: datetime
     usage_stops_at: datetime
+
+    def message(self, now: datetime) -> str:
+        """What to do and by when, in the customer's words."""
+        since = f"{self.past_due_since:%-d %B %Y}"
+        stops = f"{self.usage_stops_at:%-d %B %Y at %H:%M} UTC"
+        if now < self.usage_stops_at:
+            return (
+                f"A payment failed on {since}. Pay the open invoice (Manage Billing, or your "
+                f"invoices below) before {stops}: after that, metered usage is refused until "
+                "it is paid."
+            )
+        return (
+            f"A payment failed on {since} and is still unpaid: metered usage has been refused "
+            f"since {stops}. Paying the open invoice restores it at once."
+        )
 
 
 def payment_failed(
@@ -61,11 +96,10 @@ def set_status(
         payment_failed(organization, subscription, at, grace)
         subscription.status = status
         if status == "unpaid":
-            organization.usage_suspended_from = min(
-                organization.usage_suspended_from or at, at
-            )
+            organization.usage_suspended_from = min(organization.usage_suspended_from or at, at)
     elif status == "canceled":
         subscription.status = "canceled"
+        subscription.canceled_at = subscription.canceled_at or at
         organization.usage_suspended_from = min(organization.usage_suspended_from or at, at)
     elif status in ("active", "trialing"):
         subscription.status = status

@@ -1,21 +1,25 @@
-"""Issuing local invoices: gap-free numbers, the buyer's tax, a stored document."""
+"""Issuing local invoices and credit notes: gap-free numbers from the seller's one sequence,
+the buyer's tax, a due date, a stored document."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import repository
-from billing.local.documents import InvoiceDocument, InvoiceLine, Party
+from billing.local.documents import CREDIT_NOTE, INVOICE, InvoiceDocument, InvoiceLine, Party
 from billing.models import Invoice
 from billing.org_settings import settings_of
 from billing.tax import TaxDecision, TaxTable
 from core.clock import Clock
 from core.orgs import Organization
+
+DEFAULT_PAYMENT_TERMS = timedelta(days=30)
+CREDIT_NOTE_STATUS = "issued"
 
 
 def invoice_series(prefix: str, issued_on: date) -> str:
@@ -37,15 +41,26 @@ class Issued:
 
 
 class Invoicer:
-    """Issues an organization's local invoices, each once per `source`."""
+    """Issues an organization's local invoices and credit notes, each once per `source`,
+    numbered in one sequence for the seller (every organization's documents share it)."""
 
-    def __init__(self, taxes: TaxTable, seller: Party, clock: Clock, prefix: str = "TAL") -> None:
+    def __init__(
+        self,
+        taxes: TaxTable,
+        seller: Party,
+        clock: Clock,
+        prefix: str = "TAL",
+        payment_terms: timedelta = DEFAULT_PAYMENT_TERMS,
+    ) -> None:
         if seller.country is None:
             raise ValueError("the seller needs a country to decide taxes")
+        if payment_terms < timedelta(0):
+            raise ValueError("payment terms cannot be negative")
         self.taxes = taxes
         self.seller = seller
         self.clock = clock
         self.prefix = prefix
+        self.payment_terms = payment_terms
 
     async def issue(
         self,
@@ -59,7 +74,85 @@ class Invoicer:
         period_start: date | None = None,
         period_end: date | None = None,
     ) -> Issued:
-        """The invoice for `source`, created with the next number unless it exists already."""
+        """The invoice for `source`, created with the next number unless it exists already;
+        due `payment_terms` after `issued_on`."""
+
+        async def tax() -> tuple[Party, TaxDecision]:
+            settings = await settings_of(session, organization.id)
+            assert self.seller.country is not None
+            decision = self.taxes.decide(self.seller.country, settings.country, settings.vat_id)
+            return Party.from_settings(settings, organization.name), decision
+
+        return await self._issue(
+            session,
+            organization,
+            source=source,
+            issued_on=issued_on,
+            lines=lines,
+            currency=currency,
+            parties=tax,
+            period_start=period_start,
+            period_end=period_end,
+            kind=INVOICE,
+            due_on=issued_on + self.payment_terms,
+            credited=None,
+        )
+
+    async def credit(
+        self,
+        session: AsyncSession,
+        organization: Organization,
+        credited: Invoice,
+        *,
+        source: str,
+        issued_on: date,
+        lines: Sequence[InvoiceLine],
+        period_start: date | None = None,
+        period_end: date | None = None,
+    ) -> Issued:
+        """A credit note reversing (part of) `credited`, once per `source`: `lines` add up
+        to a negative amount (a positive line labels what is deducted from the credit); the
+        VAT is reversed at the credited invoice's rate, the buyer is the one it was issued to."""
+        if credited.kind != INVOICE or credited.document is None:
+            raise ValueError(f"{credited.number} is not a local invoice that can be credited")
+        if sum(line.amount_minor for line in lines) >= 0:
+            raise ValueError("a credit note's lines add up to a negative amount")
+        original = stored_document(credited)
+
+        async def tax() -> tuple[Party, TaxDecision]:
+            return original.buyer, original.tax
+
+        return await self._issue(
+            session,
+            organization,
+            source=source,
+            issued_on=issued_on,
+            lines=lines,
+            currency=credited.currency,
+            parties=tax,
+            period_start=period_start,
+            period_end=period_end,
+            kind=CREDIT_NOTE,
+            due_on=None,
+            credited=credited,
+        )
+
+    async def _issue(
+        self,
+        session: AsyncSession,
+        organization: Organization,
+        *,
+        source: str,
+        issued_on: date,
+        lines: Sequence[InvoiceLine],
+        currency: str,
+        parties: Callable[[], Awaitable[tuple[Party, TaxDecision]]],
+        period_start: date | None,
+        period_end: date | None,
+        kind: str,
+        due_on: date | None,
+        credited: Invoice | None,
+    ) -> Issued:
         existing = await repository.find_invoice_by_source(session, organization.id, source)
         if existing is not None:
             return Issued(existing, False)
@@ -70,18 +163,21 @@ class Invoicer:
         if existing is not None:
             await savepoint.rollback()
             return Issued(existing, False)
-        settings = await settings_of(session, organization.id)
-        assert self.seller.country is not None
+        buyer, tax = await parties()
         document = InvoiceDocument.build(
             number=invoice_number(series, sequence),
             issued_on=issued_on,
             seller=self.seller,
-            buyer=Party.from_settings(settings, organization.name),
+            buyer=buyer,
             lines=lines,
             currency=currency,
-            tax=self.taxes.decide(self.seller.country, settings.country, settings.vat_id),
+            tax=tax,
+            status=CREDIT_NOTE_STATUS if kind == CREDIT_NOTE else "open",
             period_start=period_start,
             period_end=period_end,
+            kind=kind,
+            due_on=due_on,
+            credited_number=credited.number if credited is not None else None,
         )
         invoice = Invoice(
             organization_id=organization.id,
@@ -95,6 +191,9 @@ class Invoicer:
             created_at=self.clock.now(),
             source=source,
             document=document_data(document),
+            kind=kind,
+            due_on=due_on,
+            credited_invoice_id=credited.id if credited is not None else None,
         )
         await repository.add(session, invoice)
         await savepoint.commit()
@@ -111,11 +210,13 @@ def document_data(document: InvoiceDocument) -> dict[str, Any]:
             for line in document.lines
         ],
         "tax": [document.tax.rate_basis_points, document.tax.reverse_charge, document.tax.label],
+        "credited_number": document.credited_number,
     }
 
 
 def stored_document(invoice: Invoice) -> InvoiceDocument:
-    """The document of a local invoice as issued, with the invoice's current status."""
+    """The document of a local invoice as issued, with the invoice's current status; one
+    issued before a field existed renders without it."""
     data = invoice.document
     if data is None:
         raise ValueError(f"invoice {invoice.number} has no stored document")
@@ -123,15 +224,22 @@ def stored_document(invoice: Invoice) -> InvoiceDocument:
     return InvoiceDocument.build(
         number=invoice.number,
         issued_on=invoice.issued_on,
-        seller=Party(**{**data["seller"], "address_lines": tuple(data["seller"]["address_lines"])}),
-        buyer=Party(**{**data["buyer"], "address_lines": tuple(data["buyer"]["address_lines"])}),
+        seller=_party(data["seller"]),
+        buyer=_party(data["buyer"]),
         lines=[InvoiceLine(*line) for line in data["lines"]],
         currency=invoice.currency,
         tax=TaxDecision(rate, reverse_charge, label),
         status=invoice.status,
         period_start=invoice.period_start,
         period_end=invoice.period_end,
+        kind=invoice.kind,
+        due_on=invoice.due_on,
+        credited_number=data.get("credited_number"),
     )
+
+
+def _party(data: dict[str, Any]) -> Party:
+    return Party(**{**data, "address_lines": tuple(data["address_lines"])})
 
 
 def _party_data(party: Party) -> dict[str, Any]:
@@ -141,4 +249,6 @@ def _party_data(party: Party) -> dict[str, Any]:
         "country": party.country,
         "vat_id": party.vat_id,
         "email": party.email,
+        "legal_form": party.legal_form,
+        "registration": party.registration,
     }

@@ -10,6 +10,7 @@ from sqlmodel import col
 
 from billing.models import (
     OrganizationSettings,
+    OverageReport,
     PlanChange,
     ProviderEvent,
     SigningKey,
@@ -50,6 +51,43 @@ async def first_change_since(
         .limit(1)
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def scheduled_change(session: AsyncSession, organization_id: str) -> PlanChange | None:
+    """The change scheduled for the end of a period, if one is (the latest scheduled)."""
+    statement = (
+        select(PlanChange)
+        .where(
+            col(PlanChange.organization_id) == organization_id,
+            col(PlanChange.status) == "scheduled",
+        )
+        .order_by(col(PlanChange.made_at).desc())
+        .limit(1)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def pending_overage_reports(
+    session: AsyncSession, organization_id: str
+) -> list[OverageReport]:
+    """The organization's overage reports not yet accepted by the provider, oldest first."""
+    statement = (
+        select(OverageReport)
+        .where(
+            col(OverageReport.organization_id) == organization_id,
+            col(OverageReport.status) == "pending",
+        )
+        .order_by(col(OverageReport.period_start), col(OverageReport.resource))
+    )
+    return list((await session.execute(statement)).scalars().all())
+
+
+async def pending_plan_changes(session: AsyncSession, organization_id: str) -> list[PlanChange]:
+    """The organization's plan changes whose provider step has not completed."""
+    statement = select(PlanChange).where(
+        col(PlanChange.organization_id) == organization_id, col(PlanChange.status) == "pending"
+    )
+    return list((await session.execute(statement)).scalars().all())
 
 
 async def record_event(

@@ -28,7 +28,8 @@ class Subscription(SQLModel, table=True):
     end of the last closed billing period; `period_plan_id` the plan in force when the current
     period started, once a change has replaced it; `credit_minor` the credit carried from a
     change that gave back more than it charged. `trial_ends_at` ends a trial (no invoice before
-    it); `past_due_since` is when payment first failed (the dunning grace counts from it).
+    it); `past_due_since` is when payment first failed (the dunning grace counts from it);
+    `canceled_at` ends billing: no period starting after it is billed.
     `customer_ref` and `subscription_ref` are the provider's ids; `synced_at` the time of the
     provider's state last applied, so that an older webhook never overwrites a newer one.
     """
@@ -51,6 +52,7 @@ class Subscription(SQLModel, table=True):
     synced_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     trial_ends_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     past_due_since: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    canceled_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class PlanHistory(SQLModel, table=True):

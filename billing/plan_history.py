@@ -24,13 +24,17 @@ async def record(
     effective_at: datetime,
     change_id: str | None = None,
 ) -> PlanHistory:
-    """Put `plan_id` in force from `effective_at`."""
-    row = PlanHistory(
-        organization_id=organization_id,
-        plan_id=plan_id,
-        effective_at=effective_at,
-        change_id=change_id,
+    """Put `plan_id` in force from `effective_at`; a plan recorded for the same instant
+    before (two changes at once) is replaced, so the last one made is the one in force.
+    Callers hold the organization's row lock, so records of one organization never race."""
+    statement = select(PlanHistory).where(
+        col(PlanHistory.organization_id) == organization_id,
+        col(PlanHistory.effective_at) == effective_at,
     )
+    row = (await session.execute(statement)).scalars().first()
+    if row is None:
+        row = PlanHistory(organization_id=organization_id, effective_at=effective_at, plan_id="")
+    row.plan_id, row.change_id = plan_id, change_id
     session.add(row)
     await session.flush()
     return row
@@ -45,7 +49,7 @@ async def plan_at(session: AsyncSession, organization_id: str, at: datetime) -> 
             col(PlanHistory.organization_id) == organization_id,
             col(PlanHistory.effective_at) <= at,
         )
-        .order_by(col(PlanHistory.effective_at).desc(), col(PlanHistory.id).desc())
+        .order_by(col(PlanHistory.effective_at).desc())
         .limit(1)
     )
     found = (await session.execute(statement)).scalar_one_or_none()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +14,7 @@ from billing.catalog import Plan
 from billing.models import Invoice, Subscription
 from billing.money import Money
 from billing.proration import Proration
+from core.db import Database
 from core.errors import ErrorCode, ProviderFailure, Unavailable
 from core.orgs import Organization
 from limits import Period
@@ -51,17 +54,52 @@ class ChangeRequest:
     period: Period
     proration: Proration
     change_id: str
+    provider_key: str = ""
+
+
+@dataclass(frozen=True)
+class PushedChange:
+    """What the provider did for a change, outside any transaction: its invoice for the
+    change (a provider-shaped payload), for the applying transaction to mirror."""
+
+    invoice: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A newly opened account, for the provider to subscribe: the organization on `plan`
+    from `started_at`, trialing until `trial_ends_at`; `next_anchor` is the start of its
+    first full billing period."""
+
+    organization: Organization
+    plan: Plan
+    started_at: datetime
+    next_anchor: datetime
+    trial_ends_at: datetime | None
+    customer_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderRefs:
+    """The provider's customer and subscription for an organization, and its status."""
+
+    customer_ref: str
+    subscription_ref: str
+    status: str
 
 
 @dataclass(frozen=True)
 class PeriodClose:
-    """A billing period that ended, for the provider to bill on `plan` (the plan in force at
-    its start)."""
+    """A billing period that ended, for the provider to bill: its subscription price on `plan`
+    (the plan in force at its start; a change during it was prorated when made), its usage
+    limited and its overage priced by `final_plan` (the plan in force at its end), whatever
+    plan is current when it is billed."""
 
     organization: Organization
     subscription: Subscription
     period: Period
     plan: Plan
+    final_plan: Plan
 
 
 @dataclass(frozen=True)
@@ -76,9 +114,20 @@ class Charge:
     source: str
 
 
+@dataclass(frozen=True)
+class Charged:
+    """What the provider billed for a `Charge`: its invoice's id and payload, for the
+    applying transaction to mirror."""
+
+    reference: str
+    invoice: Mapping[str, Any]
+
+
 class BillingProvider(Protocol):
-    """Carries out billing for Tally. Every method runs inside the caller's transaction and
-    raises ProviderError on failure, before anything local is written."""
+    """Carries out billing for Tally. A method taking a session runs inside the caller's
+    transaction and makes no network call (but `preview_change`, asked in a read-only one);
+    the others call the provider outside any
+    transaction (bounded, idempotent) and raise ProviderError on failure."""
 
     name: str
 
@@ -89,34 +138,64 @@ class BillingProvider(Protocol):
         preview), or None when Tally's proration is the bill."""
         ...
 
-    async def apply_change(self, session: AsyncSession, request: ChangeRequest) -> Invoice | None:
-        """Bill a plan change (NOW: the prorated amount; PERIOD_END: schedule it); the
-        invoice issued for it, if any."""
+    async def push_change(self, request: ChangeRequest) -> PushedChange:
+        """Carry out a plan change at the provider, outside any transaction, idempotent by
+        `request.provider_key` (NOW: the prorated amount; PERIOD_END: schedule it); local
+        billing does nothing here."""
+        ...
+
+    async def apply_change(
+        self, session: AsyncSession, request: ChangeRequest, pushed: PushedChange
+    ) -> Invoice | None:
+        """Record a change pushed, in the transaction that applies it (local: issue the
+        prorated invoice; Stripe: mirror its invoice); the invoice, if any."""
+        ...
+
+    async def cancel_scheduled(self, subscription: Subscription, current: Plan, key: str) -> None:
+        """Undo a change scheduled for the period's end at the provider, outside any
+        transaction (Stripe: back to the current plan's price)."""
+        ...
+
+    async def set_cancel_at_period_end(
+        self, subscription: Subscription, cancel: bool, key: str
+    ) -> None:
+        """Set or unset cancellation at the period's end at the provider, outside any
+        transaction (local: the period close cancels)."""
+        ...
+
+    async def open_subscription(self, opening: Opening) -> ProviderRefs | None:
+        """Subscribe a newly opened account at the provider, outside any transaction,
+        idempotent by the organization; None when billing is local."""
+        ...
+
+    async def send_pending(self, db: Database, organization_id: str) -> None:
+        """Send what closing periods left for the provider (Stripe: the overage reports),
+        each exactly once, with no row lock held during the call."""
+        ...
+
+    async def checkout_url(self, subscription: Subscription, currency: str, return_url: str) -> str:
+        """A page where the customer adds a payment method (Stripe Checkout in setup mode);
+        PortalUnavailable when the provider has none."""
         ...
 
     async def close_period(self, session: AsyncSession, close: PeriodClose) -> Invoice | None:
         """Bill a billing period that ended."""
         ...
 
-    async def charge(self, charge: Charge) -> str | None:
+    async def charge(self, charge: Charge) -> Charged | None:
         """Bill `charge` at the provider, outside any database transaction (Stripe: an invoice
-        item and an invoice finalized at once, idempotent by `source`); the provider's
-        reference of its invoice, or None when billing is local."""
+        item and an invoice finalized and paid at once, each call keyed by `source`, so a
+        retry replays it); what the provider billed, or None when billing is local."""
         ...
 
     async def record_charge(
-        self, session: AsyncSession, charge: Charge, reference: str | None
+        self, session: AsyncSession, charge: Charge, charged: Charged | None
     ) -> Invoice | None:
         """Record a charge locally, in the transaction that applies it (local: issue the
-        invoice; Stripe: mirror the provider's invoice `reference`)."""
+        invoice; Stripe: mirror the invoice `charge` received)."""
         ...
 
-    async def portal_url(
-        self,
-        session: AsyncSession,
-        organization: Organization,
-        subscription: Subscription,
-        return_url: str,
-    ) -> str:
-        """A customer portal session's URL; PortalUnavailable when the provider has none."""
+    async def portal_url(self, subscription: Subscription, return_url: str) -> str:
+        """A customer portal session's URL, asked outside any transaction; PortalUnavailable
+        when the provider has none."""
         ...

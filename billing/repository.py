@@ -135,3 +135,67 @@ async def next_invoice_number(session: AsyncSession, series: str) -> int:
         .returning(_counters.c.last_value)
     )
     return int((await session.execute(statement)).scalar_one())
+
+
+async def last_period_invoice(session: AsyncSession, organization_id: str) -> Invoice | None:
+    """The organization's latest local invoice for a billing period (none before the first
+    period closes)."""
+    statement = (
+        select(Invoice)
+        .where(
+            col(Invoice.organization_id) == organization_id,
+            col(Invoice.provider) == "local",
+            col(Invoice.kind) == "invoice",
+            col(Invoice.source).startswith("period:"),
+        )
+        .order_by(col(Invoice.period_start).desc(), col(Invoice.id).desc())
+        .limit(1)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def credit_notes_of(session: AsyncSession, invoice_id: str) -> Sequence[Invoice]:
+    """The credit notes issued against an invoice."""
+    statement = select(Invoice).where(
+        col(Invoice.credited_invoice_id) == invoice_id, col(Invoice.kind) == "credit_note"
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def find_local_invoice_by_number(session: AsyncSession, number: str) -> Invoice | None:
+    """A local document by its number (unique across the seller's organizations)."""
+    statement = select(Invoice).where(
+        col(Invoice.provider) == "local", col(Invoice.number) == number
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def lock_invoice(
+    session: AsyncSession, organization_id: str, invoice_id: str
+) -> Invoice | None:
+    """An organization's invoice, locked until the transaction ends."""
+    statement = (
+        select(Invoice)
+        .where(col(Invoice.organization_id) == organization_id, col(Invoice.id) == invoice_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def unpaid_local_invoices(
+    session: AsyncSession, due_before: date, organization_id: str | None = None
+) -> Sequence[Invoice]:
+    """Local invoices with something to pay (open or overdue) whose due date is before
+    `due_before`, oldest due first; of one organization when given."""
+    statement = select(Invoice).where(
+        col(Invoice.provider) == "local",
+        col(Invoice.kind) == "invoice",
+        col(Invoice.status).in_(("open", "overdue")),
+        col(Invoice.total_minor) > 0,
+        col(Invoice.due_on) < due_before,
+    )
+    if organization_id is not None:
+        statement = statement.where(col(Invoice.organization_id) == organization_id)
+    statement = statement.order_by(col(Invoice.due_on), col(Invoice.id))
+    return (await session.execute(statement)).scalars().all()

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlsplit
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from billing import accounts, repository
+from billing.accounts import OpenedAccount
 from billing.catalog import Catalog
-from billing.models import Invoice
+from billing.invoices import InvoiceService
+from billing.models import Invoice, Subscription
 from billing.org_settings import update_settings
-from billing.plan_change import Changed, PlanChanger, Preview
-from billing.provider import BillingProvider, Timing
+from billing.plan_change import Changed, Intent, PlanChanger, Preview
+from billing.provider import BillingProvider, Opening, ProviderError, Timing
 from billing.recommend import Recommendation, recommend
 from billing.settings import BillingSettings
 from billing.subscriptions import SubscriptionView, subscription_of
@@ -51,6 +55,50 @@ class PlanChangeOutcome:
     subscription: SubscriptionView
 
 
+def _check_return_url(return_url: str) -> None:
+    parts = urlsplit(return_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(
+            ErrorCode.INVALID_INPUT, "returnUrl must be an http(s) URL", field="return_url"
+        )
+
+
+def opening_of(
+    engine: LimitEngine, catalog: Catalog, organization: Organization, subscription: Subscription
+) -> Opening:
+    """What the provider needs to subscribe an organization now: its current plan, the start
+    of its first full period from now and after any trial (the anchor), and its refs so far."""
+    plan = catalog.get(organization.plan_id)
+    trial_ends_at = subscription.trial_ends_at if subscription.status == "trialing" else None
+    start = max(subscription.started_at, trial_ends_at or engine.clock.now(), engine.clock.now())
+    period = engine.period(organization, start)
+    anchor = period.start if period.start == start else period.end
+    return Opening(
+        organization,
+        plan,
+        subscription.started_at,
+        anchor,
+        trial_ends_at,
+        subscription.customer_ref,
+    )
+
+
+async def subscribe(db: Database, provider: BillingProvider, opening: Opening) -> None:
+    """Subscribe the organization at the provider outside any transaction, then store its
+    refs in a short one (ProviderError, nothing stored, when the provider fails)."""
+    refs = await provider.open_subscription(opening)
+    if refs is None:
+        return
+    async with db.write() as session:
+        subscription = await repository.lock_subscription(session, opening.organization.id)
+        if subscription is None:
+            return
+        subscription.provider = provider.name
+        subscription.customer_ref = refs.customer_ref
+        subscription.subscription_ref = refs.subscription_ref
+        await repository.add(session, subscription)
+
+
 def invoice_cursor(invoice: Invoice) -> str:
     return base64.urlsafe_b64encode(
         f"{invoice.issued_on.isoformat()}|{invoice.id}".encode()
@@ -67,12 +115,69 @@ def parse_invoice_cursor(cursor: str) -> tuple[date, str]:
         ) from None
 
 
-class AccountService:
-    """Members and API keys of an organization."""
+@dataclass(frozen=True)
+class Opened:
+    """An account opened: its secrets, and the provider's failure to subscribe it, if any
+    (the organization stays open without provider refs; `tally stripe-sync --apply`
+    completes it)."""
 
-    def __init__(self, db: Database, engine: LimitEngine) -> None:
+    account: OpenedAccount
+    provider_error: str | None = None
+
+
+class AccountService:
+    """Opening accounts; members and API keys of an organization."""
+
+    def __init__(
+        self, db: Database, engine: LimitEngine, catalog: Catalog, provider: BillingProvider
+    ) -> None:
         self.db = db
         self.engine = engine
+        self.catalog = catalog
+        self.provider = provider
+
+    async def open(
+        self,
+        *,
+        name: str,
+        plan_id: str,
+        owner_email: str,
+        anchor_day: int | None = None,
+        is_demo: bool = False,
+        currency: str | None = None,
+        locale: str | None = None,
+        engine: LimitEngine | None = None,
+        prepare: Callable[[AsyncSession, OpenedAccount], Awaitable[None]] | None = None,
+    ) -> Opened:
+        """Open an account: every sign-up path (create-org, the demo) goes through here.
+        The organization is committed first, then subscribed at the provider outside any
+        transaction (Stripe: customer and subscription anchored to its billing anchor), then
+        the provider's refs stored in a second short transaction. `engine` opens it at
+        another instant (the demo's past); `prepare` adds to the opening transaction."""
+        opening_engine = engine or self.engine
+        async with self.db.write() as session:
+            account = await accounts.open_account(
+                session,
+                opening_engine,
+                self.catalog,
+                name=name,
+                plan_id=plan_id,
+                owner_email=owner_email,
+                anchor_day=anchor_day,
+                is_demo=is_demo,
+                currency=currency,
+                locale=locale,
+            )
+            if prepare is not None:
+                await prepare(session, account)
+            subscription = await repository.get_subscription(session, account.organization.id)
+            assert subscription is not None
+            opening = opening_of(self.engine, self.catalog, account.organization, subscription)
+        try:
+            await subscribe(self.db, self.provider, opening)
+        except ProviderError as error:
+            return Opened(account, error.message)
+        return Opened(account)
 
     async def invite(self, organization: Organization, email: str, role: Role) -> Member:
         async with self.db.write() as session:
@@ -144,7 +249,15 @@ class BillingService:
     async def change_plan(
         self, organization_id: str, plan_id: str, timing: Timing, idempotency_key: str | None
     ) -> PlanChangeOutcome:
-        """Apply (or schedule) a change; replaying the same key answers the same change."""
+        """Apply (or schedule) a change; replaying the same key answers the same change. A
+        change back to the current plan while another is scheduled cancels that one.
+
+        Three steps, no provider call under a lock: the intent committed (`pending`, its
+        provider key derived from `idempotency_key`), the provider's step, the result
+        applied in a second short transaction. A retry with the same key after a failure
+        between the provider's success and the local commit resumes the pending change
+        under the same provider key. A change without a key gets a fresh one, written with
+        the intent before the provider is called."""
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidInput(
                 ErrorCode.INVALID_INPUT,
@@ -155,11 +268,85 @@ class BillingService:
             organization = await repository.lock_organization(session, organization_id)
             if organization is None:
                 raise NotFound.of("organization")
-            changed = await self.plan_changes.change(
-                session, organization, plan_id, timing, idempotency_key
+            subscription = await repository.get_subscription(session, organization_id)
+            back = plan_id == organization.plan_id and subscription is not None
+            if back and subscription is not None and subscription.pending_plan_id is not None:
+                step: Intent | Changed | None = None
+            else:
+                step = await self.plan_changes.begin(
+                    session, organization, plan_id, timing, idempotency_key
+                )
+        if step is None:
+            return await self.cancel_scheduled_change(organization_id)
+        if isinstance(step, Intent):
+            try:
+                pushed = await self.provider.push_change(step.request)
+            except ProviderError:
+                async with self.db.write() as session:
+                    await self.plan_changes.fail(session, step.plan_change.id)
+                raise
+            async with self.db.write() as session:
+                organization, subscription = await self._lock(session, organization_id)
+                step = await self.plan_changes.finish(
+                    session, organization, subscription, step.plan_change.id, pushed
+                )
+        await self.provider.send_pending(self.db, organization_id)
+        return PlanChangeOutcome(step, await self._view(organization_id))
+
+    async def cancel_scheduled_change(self, organization_id: str) -> PlanChangeOutcome:
+        """Undo the change scheduled for the period's end (NOTHING_SCHEDULED when none): at
+        the provider first, outside any lock, then locally."""
+        async with self.db.read() as session:
+            organization = await orgs_repository.get_organization(session, organization_id)
+            if organization is None:
+                raise NotFound.of("organization")
+            scheduled = await self.plan_changes.scheduled(session, organization)
+            subscription = await repository.get_subscription(session, organization_id)
+            assert subscription is not None
+        current = self.catalog.get(organization.plan_id)
+        await self.provider.cancel_scheduled(subscription, current, f"tally-cancel-{scheduled.id}")
+        async with self.db.write() as session:
+            organization, subscription = await self._lock(session, organization_id)
+            change = await self.plan_changes.cancel(session, subscription, scheduled.id)
+        return PlanChangeOutcome(Changed(change, None, False), await self._view(organization_id))
+
+    async def set_cancel_at_period_end(
+        self, organization_id: str, cancel: bool
+    ) -> SubscriptionView:
+        """Cancel the subscription at the period's end (the period close cancels it), or
+        take that back; at the provider first, outside any lock."""
+        async with self.db.read() as session:
+            subscription = await repository.get_subscription(session, organization_id)
+        if subscription is None:
+            raise NotFound.of("organization")
+        if subscription.status == "canceled":
+            raise InvalidInput(
+                ErrorCode.SUBSCRIPTION_INACTIVE, "the subscription is canceled", field="cancel"
             )
-            view = await subscription_of(session, self.engine, self.catalog, organization)
-        return PlanChangeOutcome(changed, view)
+        stamp = int(self.clock.now().timestamp())
+        key = f"tally-cancel-at-end-{organization_id}-{int(cancel)}-{stamp}"
+        await self.provider.set_cancel_at_period_end(subscription, cancel, key)
+        async with self.db.write() as session:
+            _, subscription = await self._lock(session, organization_id)
+            subscription.cancel_at_period_end = cancel
+            await repository.add(session, subscription)
+        return await self._view(organization_id)
+
+    async def _lock(
+        self, session: AsyncSession, organization_id: str
+    ) -> tuple[Organization, Subscription]:
+        organization = await repository.lock_organization(session, organization_id)
+        subscription = await repository.lock_subscription(session, organization_id)
+        if organization is None or subscription is None:
+            raise NotFound.of("organization")
+        return organization, subscription
+
+    async def _view(self, organization_id: str) -> SubscriptionView:
+        async with self.db.read() as session:
+            organization = await orgs_repository.get_organization(session, organization_id)
+            if organization is None:
+                raise NotFound.of("organization")
+            return await subscription_of(session, self.engine, self.catalog, organization)
 
     async def update_settings(
         self, organization_id: str, changes: Mapping[str, str | None]
@@ -172,17 +359,23 @@ class BillingService:
 
     async def portal_url(self, organization_id: str, return_url: str) -> str:
         """A customer portal session's URL at the provider."""
-        parts = urlsplit(return_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidInput(
-                ErrorCode.INVALID_INPUT, "returnUrl must be an http(s) URL", field="return_url"
-            )
-        async with self.db.write() as session:
+        _check_return_url(return_url)
+        _, subscription = await self._refs(organization_id)
+        return await self.provider.portal_url(subscription, return_url)
+
+    async def checkout_url(self, organization_id: str, return_url: str) -> str:
+        """A page where the customer adds a payment method (Stripe Checkout, setup mode)."""
+        _check_return_url(return_url)
+        organization, subscription = await self._refs(organization_id)
+        return await self.provider.checkout_url(subscription, organization.currency, return_url)
+
+    async def _refs(self, organization_id: str) -> tuple[Organization, Subscription]:
+        async with self.db.read() as session:
             organization = await orgs_repository.get_organization(session, organization_id)
-            subscription = await repository.lock_subscription(session, organization_id)
-            if organization is None or subscription is None:
-                raise NotFound.of("organization")
-            return await self.provider.portal_url(session, organization, subscription, return_url)
+            subscription = await repository.get_subscription(session, organization_id)
+        if organization is None or subscription is None:
+            raise NotFound.of("organization")
+        return organization, subscription
 
     async def invoices(self, organization_id: str, first: int, after: str | None) -> InvoicePage:
         """A page of invoices, newest first, after the cursor `after`."""
@@ -198,8 +391,20 @@ class BillingService:
         page = rows[:first]
         return InvoicePage(page, len(rows) > first, invoice_cursor(page[-1]) if page else None)
 
+    async def mark_invoice_paid(self, organization_id: str, invoice_id: str) -> Invoice:
+        """Settle a local invoice (paid by transfer); access is restored once nothing is
+        overdue (see billing.invoices)."""
+        return await InvoiceService(self.db, self.clock).mark_paid(organization_id, invoice_id)
+
     def recommendations(
         self, organization: Organization, usage: UsageSnapshot
     ) -> list[Recommendation]:
         """Plans that fit the usage with headroom, cheapest first, and the current plan."""
-        return recommend(self.catalog, organization.plan_id, usage, self.clock.now())
+        return recommend(
+            self.catalog,
+            organization.plan_id,
+            usage,
+            self.clock.now(),
+            started_at=organization.created_at,
+            currency=organization.currency,
+        )

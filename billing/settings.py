@@ -6,68 +6,38 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
+from babel import Locale
+from babel.core import get_global
+from stdnum.ch import vat as ch_vat
+from stdnum.eu import vat as eu_vat
+from stdnum.exceptions import InvalidChecksum, ValidationError
+from stdnum.gb import vat as gb_vat
+from stdnum.no import mva as no_vat
+
 from core.errors import ErrorCode, InvalidInput
 
-# fmt: off
-COUNTRY_CODES: frozenset[str] = frozenset({
-    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
-    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
-    "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",
-    "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE",
-    "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF",
-    "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM",
-    "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM",
-    "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC",
-    "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK",
-    "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA",
-    "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG",
-    "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW",
-    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS",
-    "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO",
-    "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI",
-    "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
-})
-"""The officially assigned ISO 3166-1 alpha-2 country codes."""
-# fmt: on
 
-VAT_ID_FORMATS: Mapping[str, tuple[str, str]] = {
-    "AT": (r"U\d{8}", "U and 8 digits"),
-    "BE": (r"[01]\d{9}", "0 or 1 and 9 digits"),
-    "BG": (r"\d{9,10}", "9 or 10 digits"),
-    "CY": (r"\d{8}[A-Z]", "8 digits and a letter"),
-    "CZ": (r"\d{8,10}", "8 to 10 digits"),
-    "DE": (r"\d{9}", "9 digits"),
-    "DK": (r"\d{8}", "8 digits"),
-    "EE": (r"\d{9}", "9 digits"),
-    "EL": (r"\d{9}", "9 digits"),
-    "ES": (
-        r"[A-Z0-9]\d{7}[A-Z0-9]",
-        "9 characters: a letter or digit, 7 digits, a letter or digit",
-    ),
-    "FI": (r"\d{8}", "8 digits"),
-    "FR": (r"[A-Z0-9]{2}\d{9}", "2 letters or digits and 9 digits"),
-    "HR": (r"\d{11}", "11 digits"),
-    "HU": (r"\d{8}", "8 digits"),
-    "IE": (r"\d{7}[A-W][A-IW]?|\d[A-Z+*]\d{5}[A-W]", "8 or 9 characters such as 1234567T"),
-    "IT": (r"\d{11}", "11 digits"),
-    "LT": (r"\d{9}|\d{12}", "9 or 12 digits"),
-    "LU": (r"\d{8}", "8 digits"),
-    "LV": (r"\d{11}", "11 digits"),
-    "MT": (r"\d{8}", "8 digits"),
-    "NL": (r"\d{9}B\d{2}", "9 digits, B and 2 digits"),
-    "PL": (r"\d{10}", "10 digits"),
-    "PT": (r"\d{9}", "9 digits"),
-    "RO": (r"\d{2,10}", "2 to 10 digits"),
-    "SE": (r"\d{12}", "12 digits"),
-    "SI": (r"\d{8}", "8 digits"),
-    "SK": (r"\d{10}", "10 digits"),
-    "GB": (r"\d{9}|\d{12}", "9 or 12 digits"),
-    "CH": (r"E\d{9}(?:MWST|TVA|IVA)?", "E, 9 digits and optionally MWST, TVA or IVA"),
-}
-"""Per VAT ID prefix: the shape of what follows the prefix, and that shape in words."""
+def _babel_country_codes() -> frozenset[str]:
+    """Babel's (CLDR's) two-letter territories that are places people live in: groupings
+    such as EU or UN and the unknown region ZZ have no languages there."""
+    languages = get_global("territory_languages")
+    return frozenset(
+        code
+        for code in Locale("en").territories
+        if isinstance(code, str) and len(code) == 2 and code.isalpha() and languages.get(code)
+    )
 
-_VAT_ID_PATTERNS = {prefix: re.compile(shape) for prefix, (shape, _) in VAT_ID_FORMATS.items()}
+
+COUNTRY_CODES: frozenset[str] = _babel_country_codes()
+"""The two-letter country codes Babel knows (ISO 3166-1 alpha-2 and a few CLDR additions
+such as XK, Kosovo, and IC, the Canary Islands)."""
+
+_COUNTRY_OF_VAT_PREFIX = {"EL": "GR", "XI": "GB"}
 _VAT_PREFIX_OF_COUNTRY = {"GR": "EL"}
+_EU_VAT_PREFIXES = frozenset(
+    _VAT_PREFIX_OF_COUNTRY.get(code.upper(), code.upper()) for code in eu_vat.MEMBER_STATES
+)
+_OTHER_VAT_PREFIXES = ("CH", "GB", "NO")
 _VAT_SEPARATORS = re.compile(r"[\s.\-]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(
@@ -119,6 +89,8 @@ def validate_settings(
 
     Only the changed fields are checked, so a rule tightened later never blocks an
     unrelated edit; the VAT ID prefix is checked against the country whenever either changes.
+    A VAT ID given without a country brings its own (EL: GR); clearing the country while
+    keeping a VAT ID is refused.
     """
     updates: dict[str, str | None] = {}
     for name, value in changes.items():
@@ -127,19 +99,42 @@ def validate_settings(
             raise SettingsError(name, f"unknown setting; settings are {known}")
         updates[name] = _clean(name, value)
     result = replace(current, **updates)
-    if ("vat_id" in updates or "country" in updates) and result.vat_id and result.country:
-        _check_vat_country(result.vat_id, result.country)
+    if not ("vat_id" in updates or "country" in updates) or not result.vat_id:
+        return result
+    if result.country is None:
+        if "vat_id" not in updates:
+            raise SettingsError(
+                "country",
+                f"is needed while the VAT ID {result.vat_id} is set; clear the VAT ID first",
+            )
+        return replace(result, country=country_of_vat_id(result.vat_id))
+    _check_vat_country(result.vat_id, result.country)
     return result
 
 
 def normalize_vat_id(value: str) -> str:
-    """Uppercase, without spaces, dots or dashes: 'fr 12-345.678.901' -> 'FR12345678901'."""
+    """Uppercase, without spaces, dots or dashes: 'fr 40-303.265.045' -> 'FR40303265045'."""
     return _VAT_SEPARATORS.sub("", value).upper()
 
 
 def vat_prefix(country: str) -> str:
     """The VAT ID prefix of a country: its ISO code, except EL for Greece."""
     return _VAT_PREFIX_OF_COUNTRY.get(country, country)
+
+
+def country_of_vat_id(vat_id: str) -> str:
+    """The country a VAT ID belongs to, from its prefix: 'EL...' -> 'GR', 'XI...' -> 'GB'."""
+    prefix = normalize_vat_id(vat_id)[:2]
+    return _COUNTRY_OF_VAT_PREFIX.get(prefix, prefix)
+
+
+def is_valid_vat_id(vat_id: str) -> bool:
+    """True when python-stdnum accepts the VAT ID's format and check digits for its country."""
+    try:
+        _check_vat_id(vat_id)
+    except SettingsError:
+        return False
+    return True
 
 
 def _clean(name: str, value: object) -> str | None:
@@ -180,34 +175,44 @@ def _check_country(text: str) -> str:
     code = text.upper()
     if code not in COUNTRY_CODES:
         raise SettingsError(
-            "country", f"{text!r} is not an ISO 3166-1 alpha-2 code such as FR or DE"
+            "country", f"{text!r} is not a two-letter country code (ISO 3166-1) such as FR or DE"
         )
     return code
 
 
 def _check_vat_id(text: str) -> str:
+    """The VAT ID in its compact form, checked by python-stdnum (format and check digits)."""
     vat_id = normalize_vat_id(text)
-    prefix, rest = vat_id[:2], vat_id[2:]
-    pattern = _VAT_ID_PATTERNS.get(prefix)
-    if pattern is None and prefix == "GR":
+    prefix = vat_id[:2]
+    if prefix == "GR":
         raise SettingsError("vat_id", f"{text!r}: Greek VAT IDs start with EL, not GR")
-    if pattern is None:
-        supported = ", ".join(sorted(VAT_ID_FORMATS))
+    try:
+        if prefix in _EU_VAT_PREFIXES:
+            return str(eu_vat.validate(vat_id))
+        if prefix == "GB":
+            return "GB" + str(gb_vat.validate(vat_id))
+        if prefix == "CH":
+            return str(ch_vat.validate(vat_id))
+        if prefix == "NO":
+            return "NO" + str(no_vat.validate(vat_id[2:]))
+    except InvalidChecksum:
         raise SettingsError(
-            "vat_id", f"{text!r} must start with a country prefix; supported: {supported}"
-        )
-    if not pattern.fullmatch(rest):
-        description = VAT_ID_FORMATS[prefix][1]
+            "vat_id", f"{text!r} is not a valid {prefix} VAT ID: its check digits are wrong"
+        ) from None
+    except ValidationError as error:
+        reason = str(error).rstrip(".").lower()
         raise SettingsError(
-            "vat_id",
-            f"{text!r} is not a valid {prefix} VAT ID: expected {prefix} and {description}",
-        )
-    return vat_id
+            "vat_id", f"{text!r} is not a valid {prefix} VAT ID: {reason}"
+        ) from None
+    supported = ", ".join(sorted(_EU_VAT_PREFIXES | set(_OTHER_VAT_PREFIXES)))
+    raise SettingsError(
+        "vat_id", f"{text!r} must start with a country prefix; supported: {supported}"
+    )
 
 
 def _check_vat_country(vat_id: str, country: str) -> None:
     expected = vat_prefix(country)
-    if vat_id[:2] != expected:
+    if country_of_vat_id(vat_id) != country:
         raise SettingsError(
             "vat_id",
             f"VAT ID prefix {vat_id[:2]} does not match country {country}; "

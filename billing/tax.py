@@ -8,12 +8,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from billing.settings import COUNTRY_CODES
+from billing.settings import COUNTRY_CODES, country_of_vat_id, is_valid_vat_id
 from core.resources import load_toml, packaged
 
 BUILTIN_TAX_RATES = packaged("billing", "tax_rates.toml")
 REVERSE_CHARGE_LABEL = "VAT reverse charge (Article 196, Directive 2006/112/EC)"
-EXPORT_LABEL = "No VAT (export)"
+EXPORT_LABEL = "No VAT (export of services)"
 _FULL_RATE = 10_000
 
 
@@ -91,24 +91,31 @@ class TaxTable:
     def decide(
         self, seller_country: str, buyer_country: str | None, buyer_vat_id: str | None
     ) -> TaxDecision:
-        """The tax of an invoice from a seller in `seller_country` to a buyer.
+        """The tax of an invoice for electronically supplied services from a seller in
+        `seller_country` to a buyer.
 
-        - buyer country unknown (None) or the seller's: the seller country's rate;
-        - seller and buyer in two EU states, buyer with a VAT ID: 0 %, reverse charge;
-        - same, buyer without a VAT ID (a consumer): the seller country's rate. This keeps
-          it simple: EU rules (OSS) would apply the buyer country's rate to digital services
-          once a seller passes EUR 10,000 of such sales a year;
+        A buyer's VAT ID counts only when python-stdnum accepts it (format and check digits);
+        a buyer without a country takes the one of its valid VAT ID (EL: GR).
+        - buyer in the seller's country, or of unknown country: the seller country's rate;
+        - seller and buyer in two EU states, buyer with a valid VAT ID (a business):
+          0 %, reverse charge (Article 196 of Directive 2006/112/EC);
+        - same, buyer without one (a consumer, or a business without a VAT ID): the buyer
+          country's rate (place of supply where the customer is, declared through OSS);
         - otherwise (buyer outside the EU, or a seller outside the EU billing abroad):
-          0 %, not reverse charge, "No VAT (export)".
-        The VAT ID is not checked here (see billing.settings); a blank one counts as none.
+          0 %, not reverse charge, "No VAT (export of services)".
         """
         seller = self.rate(seller_country)
+        vat_id = buyer_vat_id.strip() if buyer_vat_id else ""
+        business = bool(vat_id) and is_valid_vat_id(vat_id)
+        if buyer_country is None and business:
+            buyer_country = country_of_vat_id(vat_id)
         if buyer_country is None or _country_code(buyer_country) == seller.country:
             return TaxDecision(seller.rate_basis_points, False, seller.label)
         if seller.eu and self.is_eu(buyer_country):
-            if buyer_vat_id is not None and buyer_vat_id.strip():
+            if business:
                 return TaxDecision(0, True, REVERSE_CHARGE_LABEL)
-            return TaxDecision(seller.rate_basis_points, False, seller.label)
+            buyer = self.rate(buyer_country)
+            return TaxDecision(buyer.rate_basis_points, False, buyer.label)
         return TaxDecision(0, False, EXPORT_LABEL)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite:///./tally.db"
+_PREFIX = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
 
 
 class ConfigError(ValueError):
@@ -26,13 +28,29 @@ class Settings:
     stripe_api_base: str | None = None
     model_prices_path: Path | None = None
     usage_grace_seconds: int = 3600
-    seller_name: str = "Tally"
+    seller_name: str | None = None
     seller_address: tuple[str, ...] = ()
     seller_country: str = "FR"
     seller_vat_id: str | None = None
     seller_email: str | None = None
+    seller_legal_form: str | None = None
+    seller_registration: str | None = None
     tax_rates_path: Path | None = None
     secret_key: str | None = None
+    invoice_prefix: str = "TAL"
+    payment_terms_days: int = 30
+    dunning_grace_days: int = 7
+    demo: bool = False
+
+    def missing_seller_identity(self) -> list[str]:
+        """The variables of the seller's identity an invoice needs that are not set."""
+        wanted = {
+            "TALLY_SELLER_NAME": self.seller_name,
+            "TALLY_SELLER_ADDRESS": self.seller_address,
+            "TALLY_SELLER_VAT_ID": self.seller_vat_id,
+            "TALLY_SELLER_REGISTRATION": self.seller_registration,
+        }
+        return [name for name, value in wanted.items() if not value]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -55,8 +73,15 @@ class Settings:
                 f"TALLY_SELLER_COUNTRY must be a country code like FR, not {country!r}"
             )
         address = env.get("TALLY_SELLER_ADDRESS", "")
+        prefix = env.get("TALLY_INVOICE_PREFIX", "TAL").strip()
+        if not _PREFIX.fullmatch(prefix) or len(prefix) > 20:
+            raise ConfigError(
+                "TALLY_INVOICE_PREFIX must be letters, digits and single dashes (at most 20 "
+                f"characters), like TAL or ACME-EU, not {prefix!r}"
+            )
+        database_url = env.get("TALLY_DATABASE_URL", DEFAULT_DATABASE_URL)
         return cls(
-            database_url=env.get("TALLY_DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=database_url,
             plans_path=Path(plans) if plans else None,
             billing=billing,
             stripe_api_key=env.get("STRIPE_API_KEY"),
@@ -64,11 +89,24 @@ class Settings:
             stripe_api_base=env.get("TALLY_STRIPE_API_BASE"),
             model_prices_path=Path(prices) if prices else None,
             usage_grace_seconds=int(grace),
-            seller_name=env.get("TALLY_SELLER_NAME", "Tally").strip() or "Tally",
+            seller_name=env.get("TALLY_SELLER_NAME", "").strip() or None,
             seller_address=tuple(line.strip() for line in address.split(";") if line.strip()),
             seller_country=country,
             seller_vat_id=env.get("TALLY_SELLER_VAT_ID") or None,
             seller_email=env.get("TALLY_SELLER_EMAIL") or None,
+            seller_legal_form=env.get("TALLY_SELLER_LEGAL_FORM", "").strip() or None,
+            seller_registration=env.get("TALLY_SELLER_REGISTRATION", "").strip() or None,
             tax_rates_path=Path(tax_rates) if tax_rates else None,
             secret_key=secret_key,
+            invoice_prefix=prefix,
+            payment_terms_days=_days(env, "TALLY_PAYMENT_TERMS_DAYS", 30),
+            dunning_grace_days=_days(env, "TALLY_DUNNING_GRACE_DAYS", 7),
+            demo=env.get("TALLY_DEMO") == "1" or database_url == DEFAULT_DATABASE_URL,
         )
+
+
+def _days(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, str(default)).strip()
+    if not value.isdigit() or int(value) > 3650:
+        raise ConfigError(f"{name} must be a whole number of days (0 to 3650), not {value!r}")
+    return int(value)

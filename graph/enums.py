@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import strawberry
 
+from billing.dunning import SubscriptionStatus
 from billing.provider import Timing
 from core.errors import ErrorCode
 from core.orgs import Role
@@ -26,5 +27,14 @@ strawberry.enum(
     description="When a change takes effect; AUTO: upgrades now, downgrades at the period's end.",
 )
 strawberry.enum(Granularity)
+strawberry.enum(SubscriptionStatus, description="A subscription's payment state.")
 
-__all__ = ["ErrorCode", "Granularity", "Policy", "ResourceKind", "Role", "Timing"]
+__all__ = [
+    "ErrorCode",
+    "Granularity",
+    "Policy",
+    "ResourceKind",
+    "Role",
+    "SubscriptionStatus",
+    "Timing",
+]

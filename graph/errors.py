@@ -8,6 +8,7 @@ Field names are converted to camelCase here, at the boundary, and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -21,6 +22,7 @@ from billing.provider import PortalUnavailable
 from core.errors import DomainError, ErrorCode, InvalidInput, NotFound, ProviderFailure
 from graph.scalars import BigInt
 from limits import LimitExceeded, ReservationError
+from limits.types import UsageSuspended
 
 
 class ApiError(GraphQLError):
@@ -74,6 +76,15 @@ class LimitExceededError(Error):
     requested: BigInt
 
 
+@strawberry.type(
+    description="Metered usage is suspended since `suspendedFrom`: the subscription is "
+    "inactive (unpaid past its grace, or canceled); paying restores it."
+)
+class SubscriptionInactiveError(Error):
+    resource: str
+    suspended_from: datetime
+
+
 @strawberry.type(description="A reservation that expired or was already settled.")
 class ReservationStateError(Error):
     reservation_id: strawberry.ID
@@ -124,6 +135,13 @@ def error_of(error: DomainError) -> Error:
             used=BigInt(error.used),
             limit=BigInt(error.limit) if error.limit is not None else None,
             requested=BigInt(error.requested),
+        )
+    if isinstance(error, UsageSuspended):
+        return SubscriptionInactiveError(
+            code=code,
+            message=message,
+            resource=error.resource,
+            suspended_from=error.suspended_from,
         )
     if isinstance(error, ReservationError):
         reservation = strawberry.ID(error.reservation_id)

@@ -14,6 +14,7 @@ from graph.errors import (
     LimitExceededError,
     NotFoundError,
     ReservationStateError,
+    SubscriptionInactiveError,
 )
 from graph.permissions import Info, UsageCallers, mutation, target
 from graph.scalars import BigInt
@@ -61,11 +62,20 @@ class Reservation:
 
 
 ConsumeUsageResult = Annotated[
-    UsageDecision | LimitExceededError | InvalidInputError | NotFoundError | ReservationStateError,
+    UsageDecision
+    | LimitExceededError
+    | SubscriptionInactiveError
+    | InvalidInputError
+    | NotFoundError
+    | ReservationStateError,
     strawberry.union("ConsumeUsageResult"),
 ]
 ReserveUsageResult = Annotated[
-    Reservation | LimitExceededError | InvalidInputError | NotFoundError,
+    Reservation
+    | LimitExceededError
+    | SubscriptionInactiveError
+    | InvalidInputError
+    | NotFoundError,
     strawberry.union("ReserveUsageResult"),
 ]
 ReleaseReservationResult = Annotated[

@@ -24,8 +24,15 @@ from graph.permissions import (
 from graph.usage import ResourceDefinition
 
 
-def _plans(info: Info) -> list[Plan]:
-    return [Plan.of(plan) for plan in info.context.services.catalog]
+async def _plans(info: Info) -> list[Plan]:
+    """The plans offered in the caller's organization's currency, priced in it."""
+    organization = await info.context.loaders.organization.load(caller(info).organization_id)
+    if organization is None:
+        return [Plan.of(plan) for plan in info.context.services.catalog]
+    currency, locale = organization.currency, organization.locale
+    offered = [plan for plan in info.context.services.catalog if plan.offers(currency)]
+    offered.sort(key=lambda plan: (plan.price(currency).amount_minor, plan.id))
+    return [Plan.of(plan, currency, locale) for plan in offered]
 
 
 def _resources(info: Info) -> list[ResourceDefinition]:
@@ -62,7 +69,12 @@ def build_query(organization_type: type) -> type:
                     permission=AnyMember,
                     description="The caller's organization; null for any other id.",
                 ),
-                "plans": query(_plans, permission=Authenticated, description="Cheapest first."),
+                "plans": query(
+                    _plans,
+                    permission=Authenticated,
+                    description="The plans offered in the caller's organization's currency, "
+                    "priced in it, cheapest first.",
+                ),
                 "resources": query(
                     _resources,
                     permission=Authenticated,

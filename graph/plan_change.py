@@ -97,6 +97,24 @@ ChangePlanResult = Annotated[
 ]
 
 
+@strawberry.type(
+    description="The subscription after a scheduled change was undone or "
+    "cancellation at the period's end was set or unset."
+)
+class SubscriptionChanged:
+    subscription: PlanSubscription
+
+
+CancelScheduledChangeResult = Annotated[
+    SubscriptionChanged | InvalidInputError | NotFoundError | ProviderFailedError,
+    strawberry.union("CancelScheduledChangeResult"),
+]
+SetCancelAtPeriodEndResult = Annotated[
+    SubscriptionChanged | InvalidInputError | NotFoundError | ProviderFailedError,
+    strawberry.union("SetCancelAtPeriodEndResult"),
+]
+
+
 async def preview_plan_change(
     info: Info,
     *,
@@ -127,3 +145,19 @@ async def change_plan(
         invoice=await invoice_node(invoice, info) if invoice else None,
         effective_at=outcome.changed.plan_change.effective_at,
     )
+
+
+async def cancel_scheduled_change(
+    info: Info, *, organization_id: strawberry.ID | None = None
+) -> CancelScheduledChangeResult:
+    own = target_id(info, organization_id)
+    outcome = await info.context.services.billing.cancel_scheduled_change(own)
+    return SubscriptionChanged(subscription=PlanSubscription.of(outcome.subscription))
+
+
+async def set_cancel_at_period_end(
+    info: Info, *, organization_id: strawberry.ID | None = None, cancel: bool
+) -> SetCancelAtPeriodEndResult:
+    own = target_id(info, organization_id)
+    view = await info.context.services.billing.set_cancel_at_period_end(own, cancel)
+    return SubscriptionChanged(subscription=PlanSubscription.of(view))

@@ -15,7 +15,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from graph import billing, members, metering, stats, usage
+from graph import billing, members, metering, stats, topups, usage
 from graph.billing_mutations import BillingMutation
 from graph.errors import DomainErrorsInQueries, should_mask_error
 from graph.organization import build_organization_type, build_query
@@ -42,11 +42,13 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
             **stats.organization_fields(),
             **billing.organization_fields(),
             **members.organization_fields(),
+            **topups.organization_fields(),
         }
     )
     query = build_query(organization)
     mutation = merge_types(
-        "Mutation", (BillingMutation, metering.UsageMutation, members.MemberMutation)
+        "Mutation",
+        (BillingMutation, metering.UsageMutation, members.MemberMutation, topups.TopUpMutation),
     )
     return strawberry.Schema(
         query=query,

@@ -10,6 +10,8 @@ from typing import Protocol
 from billing import Catalog
 from billing.links import InvoiceLinks
 from billing.services import AccountService, BillingService
+from billing.spend_cap import SpendCapService
+from billing.topups import TopUpService
 from core.db import Database
 from limits import LimitEngine
 from limits.service import UsageService
@@ -32,3 +34,7 @@ class Services(Protocol):
     def accounts(self) -> AccountService: ...
     @property
     def billing(self) -> BillingService: ...
+    @property
+    def topups(self) -> TopUpService: ...
+    @property
+    def spend_caps(self) -> SpendCapService: ...

@@ -48,7 +48,13 @@ class ResourceUsage:
     unit: str
     kind: ResourceKind
     used: BigInt
-    limit: BigInt | None = strawberry.field(description="null: unlimited")
+    limit: BigInt | None = strawberry.field(
+        description="null: unlimited; the plan's limit plus the top-up allowance (extra)"
+    )
+    plan_limit: BigInt | None = strawberry.field(description="The plan's own limit.")
+    extra: BigInt = strawberry.field(
+        description="Top-ups counted in the limit: drawn this period plus what remains."
+    )
     remaining: BigInt | None
     percent: float
     resets: bool
@@ -64,7 +70,9 @@ class ResourceUsage:
             unit=resource.unit,
             kind=ResourceKind(resource.kind),
             used=BigInt(meter.used),
-            limit=BigInt(limit.value) if limit.value is not None else None,
+            limit=BigInt(meter.total_limit) if meter.total_limit is not None else None,
+            plan_limit=BigInt(limit.value) if limit.value is not None else None,
+            extra=BigInt(meter.extra),
             remaining=BigInt(meter.remaining) if meter.remaining is not None else None,
             percent=meter.percent,
             resets=resource.resets,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -34,6 +34,7 @@ from limits.types import (
     UsageInput,
     UsageRejected,
     UsageSnapshot,
+    UsageSuspended,
 )
 from limits.validation import Preparer
 
@@ -48,7 +49,10 @@ class LimitEngine:
     """Exact limits over the resources that plugins register.
 
     Every operation takes the caller's session; writes happen in the caller's transaction,
-    and observers (`tally_usage_recorded`, `tally_threshold_crossed`) run after it commits.
+    and observers (`tally_usage_recorded`, `tally_threshold_crossed`,
+    `tally_spend_cap_crossed`) run after it commits. An organization whose usage is suspended
+    (`usage_suspended_from` passed) is refused metered usage with `UsageSuspended`
+    (SUBSCRIPTION_INACTIVE) before anything is written; gauges keep working.
     """
 
     def __init__(
@@ -78,9 +82,11 @@ class LimitEngine:
         return period_containing(at or self.clock.now(), organization.billing_anchor_day)
 
     def prepare(
-        self, organization: Organization, usage: Sequence[UsageInput]
+        self, organization: Organization, usage: Sequence[UsageInput], *, settling: bool = False
     ) -> list[PreparedEvent]:
-        """Validate a batch whole; UsageRejected (naming the event) before anything is written."""
+        """Validate a batch whole; UsageRejected (naming the event) before anything is written,
+        UsageSuspended when it holds metered usage and the organization's usage is suspended
+        (unless `settling` a reservation made before)."""
         now = self.clock.now()
         current = self.period(organization, now)
         prepared = []
@@ -89,7 +95,21 @@ class LimitEngine:
                 prepared.append(self.preparer.prepare(organization, item, now, current))
             except UsageRejected as error:
                 raise (error.at(index) if len(usage) > 1 else error) from None
+        if not settling:
+            self.refuse_if_suspended(organization, (event.resource for event in prepared))
         return prepared
+
+    def refuse_if_suspended(
+        self, organization: Organization, resources: Iterable[Resource]
+    ) -> None:
+        """Raise UsageSuspended when the organization's usage is suspended (its
+        `usage_suspended_from` has come) and any of `resources` is metered."""
+        suspended_from = organization.usage_suspended_from
+        if suspended_from is None or suspended_from > self.clock.now():
+            return
+        for resource in resources:
+            if resource.resets:
+                raise UsageSuspended(resource.key, suspended_from)
 
     def _limits(
         self, organization: Organization, events: Sequence[PreparedEvent]
@@ -159,7 +179,11 @@ class LimitEngine:
         self, session: AsyncSession, organization: Organization, usage: Sequence[UsageInput]
     ) -> list[Decision]:
         """What recording this batch would decide now; records nothing."""
-        events = self.prepare(organization, usage)
+        return await self._check(session, organization, self.prepare(organization, usage))
+
+    async def _check(
+        self, session: AsyncSession, organization: Organization, events: Sequence[PreparedEvent]
+    ) -> list[Decision]:
         states = await repository.read_counters(
             session, organization.id, sorted({e.counter for e in events})
         )
@@ -196,6 +220,7 @@ class LimitEngine:
             )
         if not idempotency_key or len(idempotency_key) > 200:
             raise UsageRejected(ErrorCode.MISSING_IDEMPOTENCY_KEY, "an idempotency key is required")
+        self.refuse_if_suspended(organization, [resource])
         now = self.clock.now()
         limit = self.limit(organization, resource)
         counter = (
@@ -206,19 +231,25 @@ class LimitEngine:
         states = await repository.lock_counters(session, organization.id, [counter])
         state = states[counter]
 
+        allowances = ledger.Allowances(session, organization.id, lock=True)
+
         def decision(status: Status, requested: int) -> Decision:
+            extra = state.drawn + allowances.known(resource.key) if resource.resets else 0
             return Decision(resource.key, status, requested, state.used, limit.value,
-                            limit.policy, idempotency_key, state.reserved)  # fmt: skip
+                            limit.policy, idempotency_key, state.reserved, extra)  # fmt: skip
 
         existing = await repository.find_reservation(session, organization.id, key=idempotency_key)
         if existing is not None:
             await savepoint.commit()
             return ReserveOutcome(_reservation(existing), decision("duplicate", existing.amount))
-        if not ledger.fits(state, amount, limit) and state.reserved > 0:
+        if ledger.passes_plan(resource, state, amount, limit):
+            await allowances.read(resource.key)
+        extra = allowances.known(resource.key)
+        if not ledger.fits(state, amount, limit, extra) and state.reserved > 0:
             state.reserved -= await repository.expire_reservations(
                 session, organization.id, counter, now
             )
-        if not ledger.fits(state, amount, limit):
+        if not ledger.fits(state, amount, limit, extra):
             await repository.write_counters(session, organization.id, states)
             await savepoint.commit()
             return ReserveOutcome(None, decision("rejected", amount))
@@ -267,7 +298,11 @@ class LimitEngine:
                 ErrorCode.INVALID_AMOUNT, "a commit needs an amount of zero or more"
             )
         if held.status == "committed":
-            replayed = (await self.check(session, organization, [usage]))[0]
+            replayed = (
+                await self._check(
+                    session, organization, self.prepare(organization, [usage], settling=True)
+                )
+            )[0]
             return replace(replayed, idempotency_key=held.idempotency_key)
         if held.status == "released":
             raise ReservationError(
@@ -281,15 +316,17 @@ class LimitEngine:
                 f"reservation {reservation_id} is {_state(held, self.clock)}",
                 reservation_id,
             )
-        event = self.prepare(organization, [usage])[0]
-        event = PreparedEvent(
-            **{
-                **event.__dict__,
-                "period_start": held.period_start,
-                "reservation_id": held.id,
-                "reserved_amount": held.amount,
-            }
-        )
+        event = self.prepare(organization, [usage], settling=True)[0]
+        held_counter = (held.resource, held.period_start)
+        late = event.period_start != held.period_start
+        if late:
+            # The reservation's period ended (and may be invoiced): the usage counts in the
+            # period where it is recorded, checked like a new event; the hold is freed on the
+            # old counter, locked first (key order: the older period sorts first).
+            held_states = await repository.lock_counters(session, organization.id, [held_counter])
+            event = replace(event, reservation_id=held.id)
+        else:
+            event = replace(event, reservation_id=held.id, reserved_amount=held.amount)
         decision = replace(
             (await self.apply(session, organization, [event]))[0],
             idempotency_key=held.idempotency_key,
@@ -302,6 +339,9 @@ class LimitEngine:
                 f"reservation {reservation_id} expired while committing",
                 reservation_id,
             )
+        if late and decision.status == "accepted":
+            held_states[held_counter].reserved -= held.amount
+            await repository.write_counters(session, organization.id, held_states)
         return decision
 
     async def release(
@@ -332,7 +372,9 @@ class LimitEngine:
         current count whatever the period."""
         now = self.clock.now()
         period = self.period(organization, at)
-        counters = await repository.counters(session, organization.id, [period.start, GAUGE_EPOCH])
+        counters, extra = await repository.meter_states(
+            session, organization.id, [period.start, GAUGE_EPOCH]
+        )
         stale = (
             await repository.expired_holds(session, organization.id, now)
             if any(state.reserved for state in counters.values())
@@ -346,7 +388,14 @@ class LimitEngine:
             used = state.used if own is None else own
             reserved = state.reserved - stale.get(key, 0)
             meters.append(
-                ResourceUsage(resource, used, self.limit(organization, resource), reserved)
+                ResourceUsage(
+                    resource,
+                    used,
+                    self.limit(organization, resource),
+                    reserved,
+                    state.drawn,
+                    extra.get(resource.key, 0) if resource.resets else 0,
+                )
             )
         return UsageSnapshot(period, tuple(meters))
 
@@ -374,6 +423,14 @@ class LimitEngine:
         for resource, threshold, decision in applied.crossed:
             self._observe(
                 "tally_threshold_crossed",
+                organization=organization,
+                resource=resource,
+                threshold=threshold,
+                usage=decision,
+            )
+        for resource, threshold, decision in applied.capped:
+            self._observe(
+                "tally_spend_cap_crossed",
                 organization=organization,
                 resource=resource,
                 threshold=threshold,

@@ -81,3 +81,14 @@ def tally_threshold_crossed(
 
     Fired once per organization, resource, period and threshold, after commit.
     """
+
+
+@hookspec
+def tally_spend_cap_crossed(
+    organization: Organization, resource: Resource, threshold: int, usage: Decision
+) -> None:
+    """Observe a percent of the organization's spend cap (80, then 100) reached by overage.
+
+    Fired once per organization, resource, period and threshold, after commit; the cap is
+    counted in units (`Limit.overage_cap`, what the cap pays for past the limit and top-ups).
+    """

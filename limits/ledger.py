@@ -5,6 +5,13 @@ deadlock), every decision is made against the locked values, and events, counter
 and alerts are written in the caller's transaction. One batch or many concurrent ones, the
 result is the same as applying the events one by one: never over a hard limit, never an
 idempotency key counted twice, never a refusal while room remained.
+
+Extra allowances (top-ups) follow the same rule: the room of a metered counter is its plan's
+limit, then what the period already drew from the allowance, then what remains of it. The
+allowance's row is read (locked, after the counters) only when an event passes the plan's
+limit and what the period drew, so usage within the plan pays no extra round trip; usage past
+the plan's limit is drawn from the allowance first (`drawn`), and only the rest is overage.
+An overage limit with a spend cap refuses what would pass it, like a hard limit.
 """
 
 from __future__ import annotations
@@ -24,9 +31,50 @@ from limits.repository import CounterKey, CounterState, StoredEvent
 from limits.resource import Limit, Resource
 from limits.types import Decision, PreparedEvent, UsageEvent
 
+SPEND_CAP_THRESHOLDS = (80, 100)
+"""Percents of the spend cap at which a `spend_cap` alert is raised, once per period."""
+
 
 class KeyRace(Exception):
     """An idempotency key was inserted by a concurrent transaction after it was looked up."""
+
+
+class Allowances:
+    """Extra allowances (top-ups) of one organization, read the first time an event needs
+    one: locked for a write, read as they stand for a check."""
+
+    def __init__(self, session: AsyncSession, organization_id: str, *, lock: bool) -> None:
+        self.session = session
+        self.organization_id = organization_id
+        self.lock = lock
+        self.remaining: dict[str, int] = {}
+        self.drawn: set[str] = set()
+
+    def known(self, resource: str) -> int:
+        """What remains of the allowance, if read already; else 0."""
+        return self.remaining.get(resource, 0)
+
+    async def read(self, resource: str) -> int:
+        if resource not in self.remaining:
+            self.remaining[resource] = await repository.allowance(
+                self.session, self.organization_id, resource, lock=self.lock
+            )
+        return self.remaining[resource]
+
+    def draw(self, resource: str, state: CounterState, limit: Limit) -> None:
+        """Move the usage past the plan's limit not yet drawn onto the allowance, as far as
+        it goes."""
+        if limit.value is None:
+            return
+        wanted = state.used - limit.value - state.drawn
+        taken = min(wanted, self.known(resource))
+        if taken > 0:
+            state.drawn += taken
+            self.remaining[resource] -= taken
+            self.drawn.add(resource)
+
+    def changed(self) -> dict[str, int]:
+        return {resource: self.remaining[resource] for resource in sorted(self.drawn)}
 
 
 @dataclass
@@ -36,14 +84,27 @@ class Applied:
     decisions: list[Decision]
     recorded: dict[str, list[UsageEvent]] = field(default_factory=dict)
     crossed: list[tuple[Resource, int, Decision]] = field(default_factory=list)
+    capped: list[tuple[Resource, int, Decision]] = field(default_factory=list)
 
 
-def fits(state: CounterState, amount: int, limit: Limit) -> bool:
-    """Whether `amount` may be added: never below zero, never past a hard limit."""
+def fits(state: CounterState, amount: int, limit: Limit, extra: int = 0) -> bool:
+    """Whether `amount` may be added: never below zero, never past a hard limit (or a spend
+    cap) raised by what the period drew from the extra allowance and `extra`, what remains."""
     if amount <= 0:
         return state.used + amount >= 0
     ceiling = limit.ceiling()
-    return ceiling is None or state.used + state.reserved + amount <= ceiling
+    return ceiling is None or state.used + state.reserved + amount <= ceiling + state.drawn + extra
+
+
+def passes_plan(resource: Resource, state: CounterState, amount: int, limit: Limit) -> bool:
+    """Whether `amount` takes a metered counter past its plan's limit and what the period
+    already drew: only then does the extra allowance matter."""
+    return (
+        resource.resets
+        and amount > 0
+        and limit.value is not None
+        and state.used + state.reserved + amount > limit.value + state.drawn
+    )
 
 
 def replay(stored: StoredEvent, limit: Limit, key: str) -> Decision:
@@ -68,10 +129,13 @@ async def decide(
     *,
     sweep: bool,
     stored: Mapping[str, StoredEvent] | None = None,
+    allowances: Allowances | None = None,
 ) -> tuple[list[Decision], list[tuple[PreparedEvent, Decision]]]:
-    """Decide each event in order against `states`, updating them; returns the decisions and
-    the accepted events. Expired reservations are swept (or, with `sweep=False`, read) only
-    when they stand between an event and its room."""
+    """Decide each event in order against `states` (and `allowances`), updating them; returns
+    the decisions and the accepted events. Expired reservations are swept (or, with
+    `sweep=False`, read) only when they stand between an event and its room."""
+    if allowances is None:
+        allowances = Allowances(session, organization.id, lock=sweep)
     if stored is None:
         stored = await repository.find_events(
             session, organization.id, (e.idempotency_key for e in events)
@@ -92,7 +156,12 @@ async def decide(
             continue
         state = states[event.counter]
         state.reserved -= event.reserved_amount
-        blocked = not fits(state, event.amount, limit) and state.reserved > 0
+        name = event.resource.key
+        if passes_plan(event.resource, state, event.amount, limit):
+            await allowances.read(name)
+        blocked = (
+            not fits(state, event.amount, limit, allowances.known(name)) and state.reserved > 0
+        )
         if blocked and event.counter not in swept:
             swept.add(event.counter)
             if sweep:
@@ -104,9 +173,10 @@ async def decide(
                     expired = await repository.expired_holds(session, organization.id, now)
                 freed = expired.get(event.counter, 0)
             state.reserved -= freed
-        room = fits(state, event.amount, limit)
+        room = fits(state, event.amount, limit, allowances.known(name))
         if room:
             state.used += event.amount
+            allowances.draw(name, state, limit)
         else:
             state.reserved += event.reserved_amount
         decision = Decision(
@@ -118,6 +188,7 @@ async def decide(
             limit.policy,
             key,
             state.reserved,
+            state.drawn + allowances.known(name) if event.resource.resets else 0,
         )
         if room:
             accepted[key] = decision
@@ -138,9 +209,18 @@ async def apply(
         session, organization.id, (e.idempotency_key for e in events)
     )
     states = await repository.lock_counters(session, organization.id, [e.counter for e in events])
-    before = {key: CounterState(s.used, s.reserved) for key, s in states.items()}
+    before = {key: replace(s) for key, s in states.items()}
+    allowances = Allowances(session, organization.id, lock=True)
     decisions, chosen = await decide(
-        session, organization, events, limits, states, now, sweep=True, stored=stored
+        session,
+        organization,
+        events,
+        limits,
+        states,
+        now,
+        sweep=True,
+        stored=stored,
+        allowances=allowances,
     )
     refused = [d.idempotency_key for d in decisions if d.status == "rejected"]
     if refused:
@@ -158,6 +238,7 @@ async def apply(
     await repository.write_counters(
         session, organization.id, {k: s for k, s in states.items() if s != before[k]}
     )
+    await repository.write_allowances(session, organization.id, allowances.changed(), now)
     await repository.add_rollups(session, _rollup_rows(organization.id, chosen))
     applied = Applied(decisions)
     for event, _ in chosen:
@@ -172,7 +253,9 @@ async def apply(
                 event.cost_micros,
             )
         )
-    applied.crossed = await _thresholds(session, organization.id, chosen, limits, before, now)
+    applied.crossed, applied.capped = await _thresholds(
+        session, organization.id, chosen, limits, before, states, now
+    )
     return applied
 
 
@@ -229,31 +312,63 @@ async def _thresholds(
     chosen: Sequence[tuple[PreparedEvent, Decision]],
     limits: Mapping[str, Limit],
     before: Mapping[CounterKey, CounterState],
+    after: Mapping[CounterKey, CounterState],
     now: datetime,
-) -> list[tuple[Resource, int, Decision]]:
-    """Thresholds crossed by this batch, recorded once per period (the alert's key)."""
+) -> tuple[list[tuple[Resource, int, Decision]], list[tuple[Resource, int, Decision]]]:
+    """Thresholds crossed by this batch, recorded once per period (the alert's key): percents
+    of the limit ("limit" alerts), and percents of the spend cap ("spend_cap" alerts, on the
+    overage past the limit and the extra allowance)."""
     last: dict[CounterKey, tuple[Resource, Decision]] = {}
     for event, decision in chosen:
         last[event.counter] = (event.resource, decision)
     rows, owners = [], {}
     for counter, (resource, decision) in last.items():
         limit = limits[resource.key]
+        owners[resource.key] = (resource, decision)
         if not limit.value:
             continue
         old = before[counter].used
         for threshold in limit.thresholds:
             if old * 100 < threshold * limit.value <= decision.used * 100:
-                rows.append(
-                    {
-                        "organization_id": organization_id,
-                        "resource": resource.key,
-                        "period_start": counter[1],
-                        "threshold": threshold,
-                        "used": decision.used,
-                        "limit_value": limit.value,
-                        "crossed_at": now,
-                    }
-                )
-                owners[resource.key] = (resource, decision)
-    inserted = await repository.insert_alerts(session, rows)
-    return [(owners[name][0], threshold, owners[name][1]) for name, threshold in inserted]
+                rows.append(_alert(organization_id, counter, "limit", threshold,
+                                   decision.used, limit.value, now))  # fmt: skip
+        cap = limit.overage_cap
+        if not limit.capped or not cap:
+            continue
+        spent_before = _overage(before[counter], limit.value)
+        spent = _overage(after[counter], limit.value)
+        for threshold in SPEND_CAP_THRESHOLDS:
+            if spent_before * 100 < threshold * cap <= spent * 100:
+                rows.append(_alert(organization_id, counter, "spend_cap", threshold,
+                                   spent, cap, now))  # fmt: skip
+    crossed: list[tuple[Resource, int, Decision]] = []
+    capped: list[tuple[Resource, int, Decision]] = []
+    for name, kind, threshold in await repository.insert_alerts(session, rows):
+        resource, decision = owners[name]
+        (capped if kind == "spend_cap" else crossed).append((resource, threshold, decision))
+    return crossed, capped
+
+
+def _overage(state: CounterState, limit: int) -> int:
+    return max(state.used - limit - state.drawn, 0)
+
+
+def _alert(
+    organization_id: str,
+    counter: CounterKey,
+    kind: str,
+    threshold: int,
+    used: int,
+    limit: int,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "organization_id": organization_id,
+        "resource": counter[0],
+        "period_start": counter[1],
+        "kind": kind,
+        "threshold": threshold,
+        "used": used,
+        "limit_value": limit,
+        "crossed_at": now,
+    }

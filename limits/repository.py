@@ -8,28 +8,53 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, String, and_, any_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    String,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from core.db import dialect_insert
-from limits.models import UsageAlert, UsageCounter, UsageEventRow, UsageReservation, UsageRollup
+from limits.models import (
+    UsageAlert,
+    UsageAllowance,
+    UsageCounter,
+    UsageEventRow,
+    UsageReservation,
+    UsageRollup,
+)
 
 _counters = UsageCounter.__table__  # type: ignore[attr-defined]
 _events = UsageEventRow.__table__  # type: ignore[attr-defined]
 _reservations = UsageReservation.__table__  # type: ignore[attr-defined]
 _rollups = UsageRollup.__table__  # type: ignore[attr-defined]
 _alerts = UsageAlert.__table__  # type: ignore[attr-defined]
+_allowances = UsageAllowance.__table__  # type: ignore[attr-defined]
 
 CounterKey = tuple[str, datetime]
 
 
 @dataclass
 class CounterState:
-    """A counter as read under lock: `used`, and `reserved` by held reservations."""
+    """A counter as read under lock: `used`, `reserved` by held reservations, and `drawn`,
+    the part of `used` drawn from the organization's extra allowance (top-ups)."""
 
     used: int
     reserved: int
+    drawn: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +98,7 @@ async def lock_counters(
                     "period_start": start,
                     "used": 0,
                     "reserved": 0,
+                    "drawn": 0,
                 }
                 for name, start in ordered
             ]
@@ -82,11 +108,21 @@ async def lock_counters(
             set_={"used": _counters.c.used},
         )
         .returning(
-            _counters.c.resource, _counters.c.period_start, _counters.c.used, _counters.c.reserved
+            _counters.c.resource,
+            _counters.c.period_start,
+            _counters.c.used,
+            _counters.c.reserved,
+            _counters.c.drawn,
         )
     )
-    rows = (await session.execute(statement)).all()
-    return {(name, start): CounterState(int(used), int(held)) for name, start, used, held in rows}
+    return _states((await session.execute(statement)).all())
+
+
+def _states(rows: Iterable[Any]) -> dict[CounterKey, CounterState]:
+    return {
+        (name, start): CounterState(int(used), int(held), int(drawn))
+        for name, start, used, held, drawn in rows
+    }
 
 
 async def read_counters(
@@ -96,12 +132,12 @@ async def read_counters(
     c = _counters.c
     rows = (
         await session.execute(
-            select(c.resource, c.period_start, c.used, c.reserved).where(
+            select(c.resource, c.period_start, c.used, c.reserved, c.drawn).where(
                 _counter_filter(organization_id, keys)
             )
         )
     ).all()
-    found = {(name, start): CounterState(int(used), int(held)) for name, start, used, held in rows}
+    found = _states(rows)
     return {key: found.get(key, CounterState(0, 0)) for key in keys}
 
 
@@ -119,29 +155,96 @@ async def write_counters(
             c.resource == bindparam("r"),
             c.period_start == bindparam("p"),
         )
-        .values(used=bindparam("u"), reserved=bindparam("h"))
+        .values(used=bindparam("u"), reserved=bindparam("h"), drawn=bindparam("d"))
     )
     connection = await session.connection()
     await connection.execute(
         statement,
         [
-            {"o": organization_id, "r": name, "p": start, "u": state.used, "h": state.reserved}
+            {
+                "o": organization_id,
+                "r": name,
+                "p": start,
+                "u": state.used,
+                "h": state.reserved,
+                "d": state.drawn,
+            }
             for (name, start), state in states.items()
         ],
     )
 
 
-async def counters(
+async def meter_states(
     session: AsyncSession, organization_id: str, period_starts: Sequence[datetime]
-) -> dict[CounterKey, CounterState]:
-    """Every counter of an organization in the given periods, in one statement."""
-    c = _counters.c
-    result = await session.execute(
-        select(c.resource, c.period_start, c.used, c.reserved).where(
-            c.organization_id == organization_id, c.period_start.in_(list(period_starts))
-        )
+) -> tuple[dict[CounterKey, CounterState], dict[str, int]]:
+    """Every counter of an organization in the given periods, and what remains of each of its
+    extra allowances by resource, in one statement."""
+    c, a = _counters.c, _allowances.c
+    counters = select(
+        literal("counter").label("row"), c.resource, c.period_start, c.used, c.reserved, c.drawn
+    ).where(c.organization_id == organization_id, c.period_start.in_(list(period_starts)))
+    allowances = select(
+        literal("allowance"),
+        a.resource,
+        cast(null(), c.period_start.type),
+        a.remaining,
+        literal(0),
+        literal(0),
+    ).where(a.organization_id == organization_id)
+    rows = (await session.execute(union_all(counters, allowances))).all()
+    states = _states(row[1:] for row in rows if row[0] == "counter")
+    return states, {row[1]: int(row[3]) for row in rows if row[0] == "allowance"}
+
+
+async def allowance(
+    session: AsyncSession, organization_id: str, resource: str, *, lock: bool
+) -> int:
+    """What remains of an organization's extra allowance on a resource (0 without one); with
+    `lock`, its row stays locked until the transaction ends (taken after the counters')."""
+    a = _allowances.c
+    statement = select(a.remaining).where(
+        a.organization_id == organization_id, a.resource == resource
     )
-    return {(name, start): CounterState(int(used), int(held)) for name, start, used, held in result}
+    if lock:
+        statement = statement.with_for_update()
+    remaining = (await session.execute(statement)).scalar_one_or_none()
+    return 0 if remaining is None else int(remaining)
+
+
+async def write_allowances(
+    session: AsyncSession, organization_id: str, remaining: Mapping[str, int], now: datetime
+) -> None:
+    """Store what remains of allowances drawn on (their rows are locked by this transaction)."""
+    a = _allowances.c
+    for resource, left in remaining.items():
+        await session.execute(
+            update(_allowances)
+            .where(a.organization_id == organization_id, a.resource == resource)
+            .values(remaining=left, updated_at=now)
+        )
+
+
+async def grant_allowance(
+    session: AsyncSession, organization_id: str, resource: str, amount: int, now: datetime
+) -> int:
+    """Add `amount` to an organization's extra allowance on a resource (creating it); returns
+    what remains after the grant."""
+    statement = dialect_insert(session)(_allowances).values(
+        organization_id=organization_id,
+        resource=resource,
+        remaining=amount,
+        granted=amount,
+        updated_at=now,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["organization_id", "resource"],
+        set_={
+            "remaining": _allowances.c.remaining + statement.excluded.remaining,
+            "granted": _allowances.c.granted + statement.excluded.granted,
+            "updated_at": statement.excluded.updated_at,
+        },
+    ).returning(_allowances.c.remaining)
+    return int((await session.execute(statement)).scalar_one())
 
 
 async def find_events(
@@ -302,17 +405,20 @@ async def settle_reservation(
 
 async def insert_alerts(
     session: AsyncSession, rows: Sequence[Mapping[str, Any]]
-) -> list[tuple[str, int]]:
-    """Record thresholds crossed; returns the (resource, threshold) pairs that are new."""
-    inserted: list[tuple[str, int]] = []
+) -> list[tuple[str, str, int]]:
+    """Record thresholds crossed; returns the (resource, kind, threshold) triples that are
+    new (a row without `kind` is a "limit" alert)."""
+    inserted: list[tuple[str, str, int]] = []
     for row in rows:
         statement = (
             dialect_insert(session)(_alerts)
-            .values(**row)
+            .values(**{"kind": "limit", **row})
             .on_conflict_do_nothing()
-            .returning(_alerts.c.resource, _alerts.c.threshold)
+            .returning(_alerts.c.resource, _alerts.c.kind, _alerts.c.threshold)
         )
-        inserted.extend((name, int(t)) for name, t in (await session.execute(statement)).all())
+        inserted.extend(
+            (name, kind, int(t)) for name, kind, t in (await session.execute(statement)).all()
+        )
     return inserted
 
 

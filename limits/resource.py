@@ -66,16 +66,33 @@ class Resource:
 
 @dataclass(frozen=True)
 class Limit:
-    """The limit in force on a resource: a number, or None for unlimited, and a policy."""
+    """The limit in force on a resource: a number, or None for unlimited, and a policy.
+
+    `overage_cap` (overage policy only) is the most units past the limit, and past any extra
+    allowance, that the organization's spend cap pays for; None: overage is not capped.
+    """
 
     value: int | None
     policy: Policy = Policy.HARD
     thresholds: tuple[int, ...] = field(default=(80, 100))
+    overage_cap: int | None = None
 
     @property
     def unlimited(self) -> bool:
         return self.value is None
 
     def ceiling(self) -> int | None:
-        """The most a counter may hold, or None where nothing is refused."""
-        return self.value if self.policy is Policy.HARD else None
+        """The most a counter may hold (before any extra allowance), or None where nothing is
+        refused: a hard limit, or an overage limit plus what the spend cap pays for."""
+        if self.value is None:
+            return None
+        if self.policy is Policy.HARD:
+            return self.value
+        if self.policy is Policy.OVERAGE and self.overage_cap is not None:
+            return self.value + self.overage_cap
+        return None
+
+    @property
+    def capped(self) -> bool:
+        """Whether overage past the limit is bounded by a spend cap."""
+        return self.policy is Policy.OVERAGE and self.overage_cap is not None

@@ -51,16 +51,38 @@ class ReservationError(Conflict):
 
 
 class LimitExceeded(Conflict):
-    """The limit does not leave room for the amount asked."""
+    """The limit does not leave room for the amount asked (`code` LIMIT_EXCEEDED), or the
+    overage would pass the organization's spend cap (SPEND_CAP_REACHED)."""
 
     def __init__(
-        self, message: str, *, resource: str, used: int, limit: int | None, requested: int
+        self,
+        message: str,
+        *,
+        resource: str,
+        used: int,
+        limit: int | None,
+        requested: int,
+        code: ErrorCode = ErrorCode.LIMIT_EXCEEDED,
     ) -> None:
-        super().__init__(ErrorCode.LIMIT_EXCEEDED, message)
+        super().__init__(code, message)
         self.resource = resource
         self.used = used
         self.limit = limit
         self.requested = requested
+
+
+class UsageSuspended(Conflict):
+    """Metered usage is refused: the organization's subscription is inactive (unpaid past its
+    grace, or canceled) since `suspended_from`. Raised before anything is written."""
+
+    def __init__(self, resource: str, suspended_from: datetime) -> None:
+        super().__init__(
+            ErrorCode.SUBSCRIPTION_INACTIVE,
+            f"{resource}: usage is suspended since {suspended_from.isoformat()} because the "
+            "subscription is inactive; pay the open invoice to restore it",
+        )
+        self.resource = resource
+        self.suspended_from = suspended_from
 
 
 @dataclass(frozen=True)
@@ -114,7 +136,11 @@ class UsageEvent:
 
 @dataclass(frozen=True)
 class Decision:
-    """The answer to "may I?": the status, and the counter as the decision left it."""
+    """The answer to "may I?": the status, and the counter as the decision left it.
+
+    `limit` is the plan's; `extra` is the extra allowance (top-ups) this decision knew of:
+    what the period drew from it, plus what remains of it when the decision had to read it.
+    """
 
     resource: str
     status: Status
@@ -124,6 +150,7 @@ class Decision:
     policy: Policy
     idempotency_key: str = ""
     reserved: int = 0
+    extra: int = 0
 
     @property
     def allowed(self) -> bool:
@@ -131,8 +158,11 @@ class Decision:
 
     @property
     def remaining(self) -> int | None:
-        """Room left: the limit less what is used and what reservations hold."""
-        return None if self.limit is None else max(self.limit - self.used - self.reserved, 0)
+        """Room left: the limit (and extra allowance) less what is used and what reservations
+        hold."""
+        if self.limit is None:
+            return None
+        return max(self.limit + self.extra - self.used - self.reserved, 0)
 
     @property
     def explanation(self) -> str:
@@ -140,14 +170,24 @@ class Decision:
         if self.requested < 0:
             return f"{self.resource}: cannot give back {-self.requested}, only {self.used} in use"
         held = f", {self.reserved} reserved" if self.reserved else ""
+        if self.policy is Policy.OVERAGE:
+            return (
+                f"{self.resource}: {self.requested} more would pass the organization's spend "
+                f"cap ({self.used} used{held}, plan limit {self.limit})"
+            )
+        topped = f" and {self.extra} extra" if self.extra else ""
         return (
-            f"{self.resource}: {self.requested} more would pass the limit of {self.limit} "
+            f"{self.resource}: {self.requested} more would pass the limit of {self.limit}{topped} "
             f"({self.used} used{held})"
         )
 
     @property
     def error_code(self) -> ErrorCode:
-        return ErrorCode.NOTHING_TO_RELEASE if self.requested < 0 else ErrorCode.LIMIT_EXCEEDED
+        if self.requested < 0:
+            return ErrorCode.NOTHING_TO_RELEASE
+        if self.policy is Policy.OVERAGE:
+            return ErrorCode.SPEND_CAP_REACHED
+        return ErrorCode.LIMIT_EXCEEDED
 
     def refusal(self) -> DomainError | None:
         """Why a rejected decision was refused, as the error a single operation raises."""
@@ -161,11 +201,12 @@ class Decision:
             used=self.used,
             limit=self.limit,
             requested=self.requested,
+            code=self.error_code,
         )
 
     @property
     def over_limit(self) -> bool:
-        return self.limit is not None and self.used > self.limit
+        return self.limit is not None and self.used > self.limit + self.extra
 
 
 @dataclass(frozen=True)
@@ -190,30 +231,54 @@ class ReserveOutcome:
 
 @dataclass(frozen=True)
 class ResourceUsage:
-    """One meter: a resource's usage against its limit; `reserved` is held, not yet used."""
+    """One meter: a resource's usage against its limit; `reserved` is held, not yet used.
+
+    `drawn` is what this period drew from the organization's extra allowance (top-ups) and
+    `extra_left` what remains of it: the meter's room is the plan's limit plus both.
+    """
 
     resource: Resource
     used: int
     limit: Limit
     reserved: int = 0
+    drawn: int = 0
+    extra_left: int = 0
+
+    @property
+    def extra(self) -> int:
+        """The extra allowance counted in this period's room: drawn plus what remains."""
+        return self.drawn + self.extra_left
+
+    @property
+    def total_limit(self) -> int | None:
+        """The plan's limit plus the extra allowance, or None for unlimited."""
+        return None if self.limit.value is None else self.limit.value + self.extra
 
     @property
     def remaining(self) -> int | None:
-        if self.limit.value is None:
+        if self.total_limit is None:
             return None
-        return max(self.limit.value - self.used - self.reserved, 0)
+        return max(self.total_limit - self.used - self.reserved, 0)
 
     @property
     def percent(self) -> float:
-        if self.limit.value is None:
+        if self.total_limit is None:
             return 0.0
-        if self.limit.value == 0:
+        if self.total_limit == 0:
             return 100.0 if self.used > 0 else 0.0
-        return round(self.used * 100 / self.limit.value, 2)
+        return round(self.used * 100 / self.total_limit, 2)
+
+    @property
+    def overage(self) -> int:
+        """Units past the plan's limit that the extra allowance did not cover (what overage
+        billing charges)."""
+        if self.limit.value is None:
+            return 0
+        return max(self.used - self.limit.value - self.drawn, 0)
 
     @property
     def display(self) -> str:
-        return format_meter(self.used, self.limit.value, self.resource.display)
+        return format_meter(self.used, self.total_limit, self.resource.display)
 
 
 @dataclass(frozen=True)

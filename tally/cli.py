@@ -1,5 +1,5 @@
 """The `tally` command: serve, migrate, plans, resources, export-schema, create-org,
-close-periods."""
+stripe-sync, close-periods, invoices mark-paid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import argparse
 import asyncio
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
@@ -15,11 +17,14 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import DBAPIError
 
 from billing import CatalogError, Money
-from billing.accounts import AccountError, open_account
-from billing.closing import ClosedPeriod, close_all_periods
+from billing.accounts import AccountError
+from billing.closing import ClosingRun, close_all_periods
+from billing.invoices import InvoiceService, OverdueInvoices
+from billing.models import Invoice
 from billing.provider import ProviderError
 from core.config import ConfigError, Settings
 from core.db import driver_url
+from core.errors import DomainError
 from core.resources import packaged_path
 from limits import PluginError, ResourceRegistry, create_plugin_manager
 from limits.hookspecs import PROJECT
@@ -62,10 +67,25 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--plan", required=True, dest="plan_id")
     create.add_argument("--owner-email", default="owner@example.com")
     create.add_argument("--anchor-day", type=int, default=None)
+    create.add_argument(
+        "--currency", default=None, help="ISO 4217 code; default: the plan's first currency"
+    )
+    sync = commands.add_parser(
+        "stripe-sync",
+        help="compare every organization's plan, status and period with Stripe; with --apply "
+        "create the missing customers and subscriptions (idempotent)",
+    )
+    sync.add_argument("--apply", action="store_true")
     commands.add_parser(
         "close-periods",
         help="bill every organization's ended billing periods (idempotent; run it from cron)",
     )
+    invoices = commands.add_parser("invoices", help="local invoices")
+    invoice_commands = invoices.add_subparsers(dest="invoice_command", required=True)
+    mark_paid = invoice_commands.add_parser(
+        "mark-paid", help="settle a local invoice paid outside Tally (a transfer)"
+    )
+    mark_paid.add_argument("number", help="the invoice number, e.g. TAL-2026-000123")
     return parser
 
 
@@ -110,6 +130,8 @@ def _serve(runtime: Runtime, args: argparse.Namespace) -> None:
     base = f"http://{args.host}:{args.port}"
     print(f"Tally on {base} (database {_safe_url(runtime.settings.database_url)})")
     print(f"GraphiQL: {base}/graphql")
+    for warning in runtime.warnings:
+        print(f"warning: {warning}")
     if demo is not None:
         state = "seeded" if demo.created else "fresh keys issued"
         print(f"Demo organization {demo.organization_id} ({state}):")
@@ -137,7 +159,9 @@ async def _seed_demo(runtime: Runtime) -> DemoKeys | None:
 def _plans(runtime: Runtime) -> None:
     keys = [resource.key for resource in runtime.engine.registry]
     for plan in runtime.catalog:
-        print(f"{plan.id}  {plan.name}  {plan.price_monthly.formatted}/month excl. tax")
+        others = ", ".join(plan.price(code).formatted for code in plan.currencies[1:])
+        also = f"; also {others}" if others else ""
+        print(f"{plan.id}  {plan.name}  {plan.price_monthly.formatted}/month excl. tax{also}")
         for key in keys:
             limit = plan.limit(key)
             shown = "unlimited" if limit is None or limit.value is None else f"{limit.value:,}"
@@ -193,36 +217,69 @@ def _export_schema(runtime: Runtime, args: argparse.Namespace) -> None:
 
 
 def _create_org(runtime: Runtime, args: argparse.Namespace) -> None:
-    runtime.catalog.get(args.plan_id)
+    plan = runtime.catalog.get(args.plan_id)
+    if args.currency is not None and not plan.offers(args.currency.strip().upper()):
+        offered = ", ".join(plan.currencies)
+        raise CommandError(f"plan {plan.id!r} is not offered in {args.currency}; use {offered}", 2)
     _migrate(runtime)
 
     async def create() -> dict[str, str]:
         try:
-            async with runtime.db.write() as session:
-                account = await open_account(
-                    session,
-                    runtime.engine,
-                    runtime.catalog,
-                    name=args.name,
-                    plan_id=args.plan_id,
-                    owner_email=args.owner_email,
-                    anchor_day=args.anchor_day,
-                )
+            opened = await runtime.accounts.open(
+                name=args.name,
+                plan_id=args.plan_id,
+                owner_email=args.owner_email,
+                anchor_day=args.anchor_day,
+                currency=args.currency,
+            )
         finally:
             await runtime.db.dispose()
-        return {
+        account = opened.account
+        created = {
             "organization_id": account.organization.id,
             "owner_api_key": account.owner_api_key,
             "service_api_key": account.service_api_key,
         }
+        if opened.provider_error:
+            created["warning"] = (
+                f"not subscribed at the billing provider ({opened.provider_error}); "
+                "run `tally stripe-sync --apply`"
+            )
+        return created
 
     print(json.dumps(asyncio.run(create())))
 
 
-def _close_periods(runtime: Runtime) -> None:
+def _stripe_sync(runtime: Runtime, args: argparse.Namespace) -> None:
+    from billing.stripe import StripeProvider
+    from billing.stripe.sync import SyncLine, stripe_sync
+
+    provider = runtime.provider
+    if not isinstance(provider, StripeProvider):
+        raise CommandError("stripe-sync needs TALLY_BILLING=stripe", 2)
     _connect(runtime)
 
-    async def close() -> list[ClosedPeriod]:
+    async def sync() -> list[SyncLine]:
+        try:
+            return await stripe_sync(
+                runtime.db, runtime.engine, runtime.catalog, provider, args.apply
+            )
+        finally:
+            await runtime.db.dispose()
+
+    lines = asyncio.run(sync())
+    for line in lines:
+        print(f"{line.organization_id}  {line.state}  {line.detail}")
+    states = Counter(line.state for line in lines)
+    summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+    print(f"{len(lines)} organization(s): {summary or 'none'}")
+
+
+def _close_periods(runtime: Runtime) -> int:
+    """Close what is due; the number of organizations that failed (the others are closed)."""
+    _connect(runtime)
+
+    async def close() -> ClosingRun:
         try:
             return await close_all_periods(
                 runtime.db, runtime.engine, runtime.catalog, runtime.provider, runtime.clock.now()
@@ -231,19 +288,65 @@ def _close_periods(runtime: Runtime) -> None:
             await runtime.db.dispose()
 
     try:
-        closed = asyncio.run(close())
+        run = asyncio.run(close())
     except ProviderError as error:
         raise CommandError(f"billing provider failed: {error.message}") from None
-    for item in closed:
+    for item in run.closed:
         period = f"{item.period.start.date()} to {item.period.end.date()}"
         if item.invoice is None:
-            billed = "billed by the provider"
+            billed = (
+                "nothing to invoice" if runtime.provider.name == "local" else "billed by Stripe"
+            )
         else:
             total = Money(item.invoice.total_minor, item.invoice.currency).formatted
             billed = f"invoice {item.invoice.number} {total}"
         switched = f", now on {item.plan_id}" if item.switched_plan else ""
         print(f"{item.organization_id}  {period}  {billed}{switched}")
-    print(f"closed {len(closed)} period(s)" if closed else "no period to close")
+    for waiting in run.waiting:
+        period = f"{waiting.period.start.date()} to {waiting.period.end.date()}"
+        closes_at = waiting.closes_at.isoformat(timespec="seconds")
+        print(
+            f"{waiting.organization_id}  {period}  left open: late usage counts in it until "
+            f"{closes_at} (TALLY_USAGE_GRACE_SECONDS); run close-periods again after that"
+        )
+    print(f"closed {len(run.closed)} period(s)" if run.closed else "no period to close")
+    for failed in run.failed:
+        print(f"tally: {failed.organization_id}  not closed: {failed.reason}", file=sys.stderr)
+    return len(run.failed)
+
+
+def _flag_overdue(runtime: Runtime) -> None:
+    """The overdue pass that follows close-periods: unpaid local invoices past their due
+    date become overdue and start the dunning grace (TALLY_DUNNING_GRACE_DAYS)."""
+
+    async def flag() -> list[OverdueInvoices]:
+        grace = timedelta(days=runtime.settings.dunning_grace_days)
+        try:
+            return await InvoiceService(runtime.db, runtime.clock).flag_overdue(grace)
+        finally:
+            await runtime.db.dispose()
+
+    for item in asyncio.run(flag()):
+        numbers = ", ".join(invoice.number for invoice in item.invoices)
+        stops = item.usage_stops_at.isoformat(timespec="seconds") if item.usage_stops_at else "-"
+        print(f"{item.organization_id}  overdue: {numbers}; usage stops at {stops} unless paid")
+
+
+def _mark_paid(runtime: Runtime, number: str) -> None:
+    _connect(runtime)
+
+    async def mark() -> Invoice:
+        try:
+            return await InvoiceService(runtime.db, runtime.clock).mark_paid_by_number(number)
+        finally:
+            await runtime.db.dispose()
+
+    try:
+        invoice = asyncio.run(mark())
+    except DomainError as error:
+        raise CommandError(error.message) from None
+    paid_at = invoice.paid_at.isoformat(timespec="seconds") if invoice.paid_at else "-"
+    print(f"{invoice.number}  {invoice.status}  (paid at {paid_at})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,8 +367,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             _export_schema(runtime, args)
         elif args.command == "create-org":
             _create_org(runtime, args)
+        elif args.command == "stripe-sync":
+            _stripe_sync(runtime, args)
         elif args.command == "close-periods":
-            _close_periods(runtime)
+            failed = _close_periods(runtime)
+            _flag_overdue(runtime)
+            if failed:
+                raise CommandError(f"{failed} organization(s) could not be closed; see above")
+        elif args.command == "invoices":
+            _mark_paid(runtime, args.number)
     except (CatalogError, AccountError, ConfigError) as error:
         print(f"tally: {error}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,15 +15,21 @@ from billing.local.provider import LocalProvider
 from billing.plan_change import PlanChanger
 from billing.provider import BillingProvider
 from billing.services import AccountService, BillingService
-from billing.stripe.events import HANDLERS
+from billing.spend_cap import SpendCapService
+from billing.stripe.events import HANDLERS, same_second
 from billing.tax import TaxError, TaxTable
-from billing.webhooks import EventContext, Webhooks
+from billing.topups import TopUpService, check_topups
+from billing.webhooks import EventContext, ObjectSource, Webhooks
 from core.clock import Clock, SystemClock
 from core.config import ConfigError, Settings
 from core.db import Database
 from limits import LimitEngine, create_plugin_manager
 from limits.pricing import PriceTable
 from limits.service import UsageService
+
+log = logging.getLogger("tally")
+log.addHandler(logging.NullHandler())
+DEFAULT_SELLER_NAME = "Tally"
 
 
 @dataclass
@@ -42,17 +49,35 @@ class Runtime:
     usage: UsageService
     accounts: AccountService
     billing: BillingService
+    topups: TopUpService
+    spend_caps: SpendCapService
+    warnings: tuple[str, ...] = ()
 
 
 def seller_of(settings: Settings) -> Party:
     """The seller printed on invoices, from TALLY_SELLER_*."""
     return Party(
-        name=settings.seller_name,
+        name=settings.seller_name or DEFAULT_SELLER_NAME,
         address_lines=settings.seller_address,
         country=settings.seller_country,
         vat_id=settings.seller_vat_id,
         email=settings.seller_email,
+        legal_form=settings.seller_legal_form,
+        registration=settings.seller_registration,
     )
+
+
+def check_seller_identity(settings: Settings, strict: bool = True) -> str | None:
+    """Invoices must name the seller: a warning naming what is missing, or None; a
+    ConfigError instead when `strict` and the settings bill real customers through Stripe
+    (TALLY_BILLING=stripe, not a demo: TALLY_DEMO=1 or the default SQLite database)."""
+    missing = settings.missing_seller_identity()
+    if not missing:
+        return None
+    message = f"the seller's identity printed on invoices is incomplete: set {', '.join(missing)}"
+    if strict and settings.billing == "stripe" and not settings.demo:
+        raise ConfigError(f"{message} (required with TALLY_BILLING=stripe outside the demo)")
+    return message
 
 
 def build_provider(
@@ -65,10 +90,20 @@ def build_provider(
         if not settings.stripe_api_key:
             raise ConfigError("TALLY_BILLING=stripe needs STRIPE_API_KEY")
         return StripeProvider(
-            settings.stripe_api_key, catalog, engine.clock, api_base=settings.stripe_api_base
+            settings.stripe_api_key, catalog, engine, api_base=settings.stripe_api_base
         )
-    invoicer = Invoicer(taxes, seller_of(settings), engine.clock)
-    return LocalProvider(invoicer, catalog, engine)
+    return LocalProvider(invoicer_of(settings, taxes, engine.clock), catalog, engine)
+
+
+def invoicer_of(settings: Settings, taxes: TaxTable, clock: Clock) -> Invoicer:
+    """The local invoicer: the seller, its numbering prefix and payment terms."""
+    return Invoicer(
+        taxes,
+        seller_of(settings),
+        clock,
+        prefix=settings.invoice_prefix,
+        payment_terms=timedelta(days=settings.payment_terms_days),
+    )
 
 
 def build_runtime(
@@ -90,11 +125,15 @@ def build_runtime(
         timedelta(seconds=settings.usage_grace_seconds),
     )
     catalog.check_resources(resource.key for resource in engine.registry)
+    check_topups(catalog, engine.registry)
     try:
         taxes = TaxTable.load(settings.tax_rates_path)
         taxes.rate(settings.seller_country)
     except TaxError as error:
         raise ConfigError(f"tax rates (TALLY_TAX_RATES, TALLY_SELLER_COUNTRY): {error}") from None
+    warning = check_seller_identity(settings, strict=provider is None)
+    if warning is not None:
+        log.warning("%s; invoices issued now lack them", warning)
     provider = provider or build_provider(settings, catalog, engine, taxes)
     db = Database(settings.database_url)
     plan_changes = PlanChanger(catalog, engine, provider)
@@ -109,9 +148,21 @@ def build_runtime(
         plan_changes=plan_changes,
         links=InvoiceLinks(db, clock, settings.secret_key),
         webhooks=Webhooks(
-            db, EventContext(catalog, clock), settings.stripe_webhook_secret, HANDLERS
+            db,
+            EventContext(
+                catalog,
+                clock,
+                timedelta(days=settings.dunning_grace_days),
+                provider if isinstance(provider, ObjectSource) else None,
+            ),
+            settings.stripe_webhook_secret,
+            HANDLERS,
+            same_second,
         ),
         usage=UsageService(db, engine),
-        accounts=AccountService(db, engine),
+        accounts=AccountService(db, engine, catalog, provider),
         billing=BillingService(db, clock, catalog, engine, plan_changes, provider),
+        topups=TopUpService(db, clock, catalog, provider, engine.registry),
+        spend_caps=SpendCapService(db, catalog, engine),
+        warnings=(warning,) if warning else (),
     )

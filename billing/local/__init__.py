@@ -1,6 +1,12 @@
 """The embedded billing provider's invoices: their content, as PDF and as HTML."""
 
-from billing.local.documents import InvoiceDocument, InvoiceLine, Party, format_date
+from billing.local.documents import (
+    InvoiceDocument,
+    InvoiceLine,
+    Party,
+    format_date,
+    format_period,
+)
 from billing.local.html import render_html
 from billing.local.pdf import pdf_amount, render_pdf
 
@@ -9,6 +15,7 @@ __all__ = [
     "InvoiceLine",
     "Party",
     "format_date",
+    "format_period",
     "pdf_amount",
     "render_html",
     "render_pdf",

@@ -11,6 +11,18 @@ from billing.settings import BillingSettings
 from billing.tax import TaxDecision, tax_amount
 
 REVERSE_CHARGE_NOTE = "VAT reverse charge: the buyer accounts for the VAT"
+LATE_PAYMENT_NOTE = (
+    "Late payment: interest at the European Central Bank's most recent refinancing rate plus "
+    "10 percentage points (article L441-10 of the Code de commerce), and a fixed indemnity of "
+    "EUR 40 for recovery costs (article D441-5 of the Code de commerce)."
+)
+NO_DISCOUNT_NOTE = "No discount for early payment."
+UNIT_PRICE_LABEL = "Unit price (excl. VAT)"
+AMOUNT_LABEL = "Amount (excl. VAT)"
+SUBTOTAL_LABEL = "Subtotal (excl. VAT)"
+TOTAL_LABEL = "Total (incl. VAT)"
+INVOICE = "invoice"
+CREDIT_NOTE = "credit_note"
 _MONTHS = (
     "January",
     "February",
@@ -36,6 +48,25 @@ class Party:
     country: str | None = None
     vat_id: str | None = None
     email: str | None = None
+    legal_form: str | None = None
+    registration: str | None = None
+
+    @property
+    def details(self) -> list[str]:
+        """The lines printed under the name: address, country, legal form, registration, VAT
+        ID, email."""
+        lines = [*self.address_lines]
+        if self.country:
+            lines.append(self.country)
+        if self.legal_form:
+            lines.append(self.legal_form)
+        if self.registration:
+            lines.append(self.registration)
+        if self.vat_id:
+            lines.append(f"VAT ID: {self.vat_id}")
+        if self.email:
+            lines.append(self.email)
+        return lines
 
     @classmethod
     def from_settings(cls, settings: BillingSettings, fallback_name: str) -> Party:
@@ -68,10 +99,12 @@ class InvoiceLine:
 
 @dataclass(frozen=True)
 class InvoiceDocument:
-    """An invoice as issued; made with `build`, which computes the totals from the lines.
+    """An invoice (or a credit note, `kind`) as issued; made with `build`, which computes the
+    totals from the lines.
 
-    Tax is computed once on the subtotal, rounded half up. Constructing one directly with
-    totals that do not add up raises ValueError.
+    Tax is computed once on the subtotal, rounded half up (away from zero, so a credit note's
+    negative VAT mirrors the invoice's). Constructing one directly with totals that do not add
+    up raises ValueError. A credit note names the invoice it reverses (`credited_number`).
     """
 
     number: str
@@ -87,6 +120,9 @@ class InvoiceDocument:
     tax_minor: int
     total_minor: int
     status: str
+    kind: str = INVOICE
+    due_on: date | None = None
+    credited_number: str | None = None
 
     @classmethod
     def build(
@@ -102,7 +138,11 @@ class InvoiceDocument:
         status: str = "open",
         period_start: date | None = None,
         period_end: date | None = None,
+        kind: str = INVOICE,
+        due_on: date | None = None,
+        credited_number: str | None = None,
     ) -> InvoiceDocument:
+        """The document with its subtotal, tax and total computed from the lines."""
         items = tuple(lines)
         subtotal = sum(line.amount_minor for line in items)
         tax_minor = tax_amount(subtotal, tax.rate_basis_points)
@@ -120,6 +160,9 @@ class InvoiceDocument:
             tax_minor=tax_minor,
             total_minor=subtotal + tax_minor,
             status=status,
+            kind=kind,
+            due_on=due_on,
+            credited_number=credited_number,
         )
 
     def __post_init__(self) -> None:
@@ -137,6 +180,12 @@ class InvoiceDocument:
             raise ValueError("tax_minor does not follow from the subtotal and the tax rate")
         if self.total_minor != self.subtotal_minor + self.tax_minor:
             raise ValueError("total_minor is not subtotal plus tax")
+        if self.kind not in (INVOICE, CREDIT_NOTE):
+            raise ValueError(f"a document is an invoice or a credit note, not {self.kind!r}")
+        if (self.kind == CREDIT_NOTE) != (self.credited_number is not None):
+            raise ValueError("a credit note, and only a credit note, names the invoice it credits")
+        if self.due_on is not None and self.due_on < self.issued_on:
+            raise ValueError(f"due date ({self.due_on}) before the issue date ({self.issued_on})")
 
     def money(self, amount_minor: int) -> Money:
         """An amount of this invoice's currency."""
@@ -155,15 +204,55 @@ class InvoiceDocument:
         return self.money(self.total_minor)
 
     @property
+    def title(self) -> str:
+        """'Invoice' or 'Credit note'."""
+        return "Credit note" if self.kind == CREDIT_NOTE else "Invoice"
+
+    @property
+    def facts(self) -> list[tuple[str, str]]:
+        """The header's facts, label and value, in print order."""
+        facts = [(f"{self.title} number", self.number), ("Date", format_date(self.issued_on))]
+        if self.credited_number is not None:
+            facts.append(("Credits invoice", self.credited_number))
+        if self.period is not None:
+            facts.append(("Billing period", self.period))
+        if self.due_on is not None:
+            facts.append(("Due date", format_date(self.due_on)))
+        facts.append(("Status", self.status.capitalize()))
+        return facts
+
+    @property
+    def mentions(self) -> list[str]:
+        """The notes printed under the totals: payment terms, the reverse charge, and for a
+        B2B buyer of a French seller the late-payment penalties (Code de commerce L441-10)."""
+        notes = []
+        if self.due_on is not None:
+            days = (self.due_on - self.issued_on).days
+            terms = "on receipt" if days == 0 else f"within {days} days of the invoice date"
+            notes.append(f"Payment terms: {terms}, by {format_date(self.due_on)}.")
+        if self.tax.reverse_charge:
+            notes.append(REVERSE_CHARGE_NOTE)
+        if self.kind == INVOICE and self.seller.country == "FR" and self.buyer.vat_id:
+            notes += [LATE_PAYMENT_NOTE, NO_DISCOUNT_NOTE]
+        return notes
+
+    @property
     def period(self) -> str | None:
-        """'1 March 2026 to 31 March 2026', or None without a billing period."""
+        """'1 March 2026 to 31 March 2026' (first and last day of service, both included), or
+        None without a billing period."""
         if self.period_start and self.period_end:
-            return f"{format_date(self.period_start)} to {format_date(self.period_end)}"
+            return format_period(self.period_start, self.period_end)
         if self.period_start:
             return f"from {format_date(self.period_start)}"
         if self.period_end:
             return f"until {format_date(self.period_end)}"
         return None
+
+
+def format_period(first: date, last: date) -> str:
+    """A service period, its first and last day included: '1 March 2026 to 31 March 2026'.
+    Every period on a document (header and lines) is printed with this."""
+    return f"{format_date(first)} to {format_date(last)}"
 
 
 def format_date(day: date) -> str:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from html import escape
 
-from billing.local.documents import REVERSE_CHARGE_NOTE, InvoiceDocument, Party, format_date
+from billing.local.documents import (
+    AMOUNT_LABEL,
+    SUBTOTAL_LABEL,
+    TOTAL_LABEL,
+    UNIT_PRICE_LABEL,
+    InvoiceDocument,
+    Party,
+)
 
 _STYLE = """
 body { font: 14px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328;
@@ -28,8 +35,8 @@ tfoot tr.total td { font-weight: 700; border-top: 2px solid #1f2328; }
 
 
 def render_html(document: InvoiceDocument) -> str:
-    """The invoice as an HTML page; amounts as Money.formatted ('€1,890.00')."""
-    title = escape(f"Invoice {document.number}")
+    """The invoice (or credit note) as an HTML page; amounts as Money.formatted ('€1,890.00')."""
+    title = escape(f"{document.title} {document.number}")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -40,7 +47,7 @@ def render_html(document: InvoiceDocument) -> str:
         f"<style>\n{_STYLE}\n</style>",
         "</head>",
         "<body>",
-        "<h1>Invoice</h1>",
+        f"<h1>{escape(document.title)}</h1>",
         _facts(document),
         '<div class="parties">',
         _party("From", document.seller),
@@ -48,30 +55,21 @@ def render_html(document: InvoiceDocument) -> str:
         "</div>",
         _table(document),
     ]
-    if document.tax.reverse_charge:
-        parts.append(f'<p class="note">{escape(REVERSE_CHARGE_NOTE)}</p>')
+    parts += [f'<p class="note">{escape(note)}</p>' for note in document.mentions]
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 
 
 def _facts(document: InvoiceDocument) -> str:
-    facts = [("Invoice number", document.number), ("Date", format_date(document.issued_on))]
-    if document.period is not None:
-        facts.append(("Billing period", document.period))
-    facts.append(("Status", document.status.capitalize()))
-    rows = "".join(f"<dt>{escape(label)}</dt><dd>{escape(value)}</dd>" for label, value in facts)
+    rows = "".join(
+        f"<dt>{escape(label)}</dt><dd>{escape(value)}</dd>" for label, value in document.facts
+    )
     return f'<dl class="facts">{rows}</dl>'
 
 
 def _party(heading: str, party: Party) -> str:
     lines = [f"<strong>{escape(party.name)}</strong>"]
-    lines += [escape(line) for line in party.address_lines]
-    if party.country:
-        lines.append(escape(party.country))
-    if party.vat_id:
-        lines.append(f"VAT ID: {escape(party.vat_id)}")
-    if party.email:
-        lines.append(escape(party.email))
+    lines += [escape(line) for line in party.details]
     body = "<br>".join(lines)
     return f'<section class="party"><h2>{escape(heading)}</h2><p>{body}</p></section>'
 
@@ -79,7 +77,8 @@ def _party(heading: str, party: Party) -> str:
 def _table(document: InvoiceDocument) -> str:
     head = (
         '<thead><tr><th>Description</th><th class="num">Qty</th>'
-        '<th class="num">Unit price</th><th class="num">Amount</th></tr></thead>'
+        f'<th class="num">{escape(UNIT_PRICE_LABEL)}</th>'
+        f'<th class="num">{escape(AMOUNT_LABEL)}</th></tr></thead>'
     )
     body = "".join(
         f"<tr><td>{escape(line.description)}</td>"
@@ -89,9 +88,9 @@ def _table(document: InvoiceDocument) -> str:
         for line in document.lines
     )
     totals = [
-        ("", "Subtotal", document.subtotal.formatted),
+        ("", SUBTOTAL_LABEL, document.subtotal.formatted),
         ("", document.tax.label, document.tax_total.formatted),
-        (' class="total"', "Total", document.total.formatted),
+        (' class="total"', TOTAL_LABEL, document.total.formatted),
     ]
     foot = "".join(
         f'<tr{css}><td colspan="3" class="num">{escape(label)}</td>'

@@ -10,7 +10,14 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from fpdf.fonts import FontFace
 
-from billing.local.documents import REVERSE_CHARGE_NOTE, InvoiceDocument, Party, format_date
+from billing.local.documents import (
+    AMOUNT_LABEL,
+    SUBTOTAL_LABEL,
+    TOTAL_LABEL,
+    UNIT_PRICE_LABEL,
+    InvoiceDocument,
+    Party,
+)
 from billing.money import Money, minor_digits
 
 _FONT = "Helvetica"
@@ -37,11 +44,12 @@ _TRANSLITERATIONS = str.maketrans(
 
 
 def render_pdf(document: InvoiceDocument) -> bytes:
-    """The invoice as PDF bytes; the same document always gives the same bytes."""
+    """The invoice (or credit note) as PDF bytes; the same document always gives the same
+    bytes."""
     pdf = FPDF(format="A4")
     pdf.set_margins(_MARGIN, _MARGIN, _MARGIN)
     pdf.set_auto_page_break(auto=True, margin=_MARGIN)
-    pdf.set_title(f"Invoice {document.number}")
+    pdf.set_title(f"{document.title} {document.number}")
     pdf.set_author(document.seller.name)
     pdf.set_creator("Tally")
     pdf.set_lang("en")
@@ -51,6 +59,7 @@ def render_pdf(document: InvoiceDocument) -> bytes:
     _parties(pdf, document)
     _lines(pdf, document)
     _totals(pdf, document)
+    _mentions(pdf, document)
     return bytes(pdf.output())
 
 
@@ -76,14 +85,10 @@ def latin1(text: str) -> str:
 
 def _header(pdf: FPDF, document: InvoiceDocument) -> None:
     pdf.set_font(_FONT, "B", 22)
-    pdf.cell(0, 12, "Invoice", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    facts = [("Invoice number", document.number), ("Date", format_date(document.issued_on))]
-    if document.period is not None:
-        facts.append(("Billing period", document.period))
-    facts.append(("Status", document.status.capitalize()))
-    for label, value in facts:
+    pdf.cell(0, 12, document.title, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    for label, value in document.facts:
         pdf.set_font(_FONT, "B", 10)
-        pdf.cell(35, _LINE, label)
+        pdf.cell(40, _LINE, label)
         pdf.set_font(_FONT, "", 10)
         pdf.cell(0, _LINE, latin1(value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(6)
@@ -104,14 +109,7 @@ def _party(pdf: FPDF, heading: str, party: Party, x: float, y: float, width: flo
     pdf.set_font(_FONT, "B", 10)
     pdf.multi_cell(width, _LINE, latin1(party.name), new_x=XPos.LEFT, new_y=YPos.NEXT)
     pdf.set_font(_FONT, "", 10)
-    details = [*party.address_lines]
-    if party.country:
-        details.append(party.country)
-    if party.vat_id:
-        details.append(f"VAT ID: {party.vat_id}")
-    if party.email:
-        details.append(party.email)
-    for detail in details:
+    for detail in party.details:
         pdf.multi_cell(width, _LINE, latin1(detail), new_x=XPos.LEFT, new_y=YPos.NEXT)
     return pdf.get_y()
 
@@ -119,13 +117,13 @@ def _party(pdf: FPDF, heading: str, party: Party, x: float, y: float, width: flo
 def _lines(pdf: FPDF, document: InvoiceDocument) -> None:
     pdf.set_font(_FONT, "", 10)
     with pdf.table(
-        col_widths=(95, 15, 30, 30),
+        col_widths=(85, 13, 36, 36),
         text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT"),
         borders_layout="HORIZONTAL_LINES",
         headings_style=FontFace(emphasis="BOLD"),
         line_height=_LINE + 1,
     ) as table:
-        table.row(("Description", "Qty", "Unit price", "Amount"))
+        table.row(("Description", "Qty", UNIT_PRICE_LABEL, AMOUNT_LABEL))
         for line in document.lines:
             table.row(
                 (
@@ -140,9 +138,9 @@ def _lines(pdf: FPDF, document: InvoiceDocument) -> None:
 
 def _totals(pdf: FPDF, document: InvoiceDocument) -> None:
     rows = [
-        ("Subtotal", document.subtotal, ""),
+        (SUBTOTAL_LABEL, document.subtotal, ""),
         (document.tax.label, document.tax_total, ""),
-        ("Total", document.total, "B"),
+        (TOTAL_LABEL, document.total, "B"),
     ]
     label_width, amount_width = 100.0, 35.0
     label_x = pdf.l_margin + pdf.epw - label_width - amount_width
@@ -157,7 +155,13 @@ def _totals(pdf: FPDF, document: InvoiceDocument) -> None:
         pdf.set_xy(label_x + label_width, top)
         pdf.cell(amount_width, _LINE, pdf_amount(amount), align="R")
         pdf.set_xy(pdf.l_margin, bottom)
-    if document.tax.reverse_charge:
-        pdf.ln(6)
-        pdf.set_font(_FONT, "I", 10)
-        pdf.multi_cell(0, _LINE, REVERSE_CHARGE_NOTE, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+
+def _mentions(pdf: FPDF, document: InvoiceDocument) -> None:
+    if not document.mentions:
+        return
+    pdf.ln(6)
+    pdf.set_font(_FONT, "I", 9)
+    for note in document.mentions:
+        pdf.multi_cell(0, _LINE, latin1(note), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(1)

@@ -107,6 +107,7 @@ def upgrade() -> None:
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('trial_ends_at', core.db.UtcDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('past_due_since', core.db.UtcDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('canceled_at', core.db.UtcDateTime(timezone=True), nullable=True))
 
     _alerts_keyed_by_kind()
 
@@ -241,6 +242,7 @@ def downgrade() -> None:
     op.drop_table('usage_alerts_0004')
 
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
+        batch_op.drop_column('canceled_at')
         batch_op.drop_column('past_due_since')
         batch_op.drop_column('trial_ends_at')
 

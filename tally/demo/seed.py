@@ -5,13 +5,15 @@ page has meters, statistics and invoices from the first minute."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import repository as billing_repository
-from billing.accounts import OWNER_KEY_NAME, SERVICE_KEY_NAME, OpenedAccount, open_account
+from billing.accounts import OWNER_KEY_NAME, SERVICE_KEY_NAME, OpenedAccount
 from billing.closing import close_due_periods
+from billing.invoices import settle
+from billing.models import Subscription
 from billing.org_settings import update_settings
 from core.auth import mint_api_key
 from core.clock import FrozenClock
@@ -57,46 +59,63 @@ async def ensure_demo(runtime: Runtime) -> DemoKeys | None:
             return await _fresh_keys(session, runtime, demo)
         if await orgs_repository.count_organizations(session):
             return None
-        account = await _open_demo(session, runtime)
+    account = await _open_demo(runtime)
     now = runtime.clock.now()
     await seed_history(runtime, account.organization, now, HISTORY_DAYS)
     async with runtime.db.write() as session:
-        subscription = await billing_repository.get_subscription(session, account.organization.id)
-        assert subscription is not None
+        organization = await billing_repository.lock_organization(session, account.organization.id)
+        subscription = await billing_repository.lock_subscription(session, account.organization.id)
+        assert organization is not None and subscription is not None
         await close_due_periods(
             session, runtime.engine, runtime.catalog, runtime.provider,
-            account.organization, subscription, now,
+            organization, subscription, now,
         )  # fmt: skip
+        await _pay_invoices(session, organization, subscription)
+    await runtime.provider.send_pending(runtime.db, account.organization.id)
     return DemoKeys(account.organization.id, account.owner_api_key, account.service_api_key, True)
 
 
-async def _open_demo(session: AsyncSession, runtime: Runtime) -> OpenedAccount:
-    """The demo organization, subscribed DEMO_SUBSCRIBED ago, with its billing details."""
+async def _pay_invoices(
+    session: AsyncSession, organization: Organization, subscription: Subscription
+) -> None:
+    """The demo customer pays each local invoice by card the day it is issued, so its page
+    shows a customer in good standing (not one in dunning)."""
+    for invoice in await billing_repository.list_invoices(session, organization.id, 100):
+        if invoice.provider == "local" and invoice.kind == "invoice" and invoice.status == "open":
+            paid_at = datetime.combine(invoice.issued_on, time(10), tzinfo=UTC)
+            await settle(session, organization, subscription, invoice, paid_at)
+
+
+async def _open_demo(runtime: Runtime) -> OpenedAccount:
+    """The demo organization, subscribed DEMO_SUBSCRIBED ago with its billing details, opened
+    the way every account opens (`AccountService.open`: at the provider too)."""
     opened_at = (runtime.clock.now() - DEMO_SUBSCRIBED).replace(
         hour=9, minute=30, second=0, microsecond=0
     )
     past = LimitEngine(runtime.engine.plugins, FrozenClock(opened_at), runtime.engine.prices)
-    account = await open_account(
-        session,
-        past,
-        runtime.catalog,
+
+    async def prepare(session: AsyncSession, account: OpenedAccount) -> None:
+        await update_settings(session, account.organization.id, DEMO_SETTINGS, opened_at)
+        agent = await past.consume(
+            session,
+            account.organization,
+            "agents",
+            1,
+            idempotency_key="demo:agent:1",
+            attributes={"agent_id": "storefront-assistant"},
+        )
+        assert agent.allowed, "the demo plan allows an agent"
+
+    opened = await runtime.accounts.open(
         name=DEMO_NAME,
         plan_id=DEMO_PLAN,
         owner_email=DEMO_OWNER,
         anchor_day=1,
         is_demo=True,
+        engine=past,
+        prepare=prepare,
     )
-    await update_settings(session, account.organization.id, DEMO_SETTINGS, opened_at)
-    agent = await past.consume(
-        session,
-        account.organization,
-        "agents",
-        1,
-        idempotency_key="demo:agent:1",
-        attributes={"agent_id": "storefront-assistant"},
-    )
-    assert agent.allowed, "the demo plan allows an agent"
-    return account
+    return opened.account
 
 
 async def _fresh_keys(session: AsyncSession, runtime: Runtime, demo: Organization) -> DemoKeys:

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from core.errors import (
     Conflict,
     DomainError,
+    ErrorCode,
     InvalidInput,
     NotFound,
     ProviderFailure,
@@ -36,6 +37,9 @@ STATUS_OF_KIND: tuple[tuple[type[DomainError], int], ...] = (
     (Unavailable, 503),
 )
 """The HTTP status of each kind of domain failure; any other kind is a 400."""
+
+STATUS_OF_CODE: dict[ErrorCode, int] = {ErrorCode.SUBSCRIPTION_INACTIVE: 402}
+"""Codes whose status is more specific than their kind's (402: pay to go on)."""
 
 
 class HttpError(Exception):
@@ -61,6 +65,8 @@ def error_response(
 
 
 def status_of(error: DomainError) -> int:
+    if error.code in STATUS_OF_CODE:
+        return STATUS_OF_CODE[error.code]
     return next((status for kind, status in STATUS_OF_KIND if isinstance(error, kind)), 400)
 
 

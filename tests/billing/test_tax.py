@@ -26,21 +26,25 @@ def table() -> TaxTable:
     return TaxTable.load()
 
 
+FR_VAT_ID = "FR40303265045"
+DE_VAT_ID = "DE136695976"
+BE_VAT_ID = "BE0403019261"
+EL_VAT_ID = "EL094259216"
+
+
 @pytest.mark.parametrize(
     ("seller", "buyer", "vat_id", "expected"),
     [
         ("FR", "FR", None, TaxDecision(2000, False, "VAT 20%")),
-        ("FR", "FR", "FR12345678901", TaxDecision(2000, False, "VAT 20%")),
-        ("FR", "DE", "DE123456789", TaxDecision(0, True, REVERSE_CHARGE_LABEL)),
-        ("DE", "GR", "EL123456789", TaxDecision(0, True, REVERSE_CHARGE_LABEL)),
-        ("FR", "DE", None, TaxDecision(2000, False, "VAT 20%")),
-        ("FR", "DE", "  ", TaxDecision(2000, False, "VAT 20%")),
+        ("FR", "FR", FR_VAT_ID, TaxDecision(2000, False, "VAT 20%")),
+        ("FR", "DE", DE_VAT_ID, TaxDecision(0, True, REVERSE_CHARGE_LABEL)),
+        ("FR", "BE", "BE 0403.019.261", TaxDecision(0, True, REVERSE_CHARGE_LABEL)),
+        ("DE", "GR", EL_VAT_ID, TaxDecision(0, True, REVERSE_CHARGE_LABEL)),
         ("FR", "US", None, TaxDecision(0, False, EXPORT_LABEL)),
-        ("FR", "CH", "CHE123456789", TaxDecision(0, False, EXPORT_LABEL)),
+        ("FR", "CH", "CHE116281710MWST", TaxDecision(0, False, EXPORT_LABEL)),
         ("FR", "JP", None, TaxDecision(0, False, EXPORT_LABEL)),
-        ("GB", "FR", "FR12345678901", TaxDecision(0, False, EXPORT_LABEL)),
+        ("GB", "FR", FR_VAT_ID, TaxDecision(0, False, EXPORT_LABEL)),
         ("FR", None, None, TaxDecision(2000, False, "VAT 20%")),
-        ("DE", None, "DE123456789", TaxDecision(1900, False, "VAT 19%")),
         ("fi", "fi", None, TaxDecision(2550, False, "VAT 25.5%")),
         ("CH", "CH", None, TaxDecision(810, False, "VAT 8.1%")),
         ("US", "US", None, TaxDecision(0, False, "Sales tax 0%")),
@@ -50,6 +54,48 @@ def test_decide(
     table: TaxTable, seller: str, buyer: str | None, vat_id: str | None, expected: TaxDecision
 ) -> None:
     assert table.decide(seller, buyer, vat_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("buyer", "vat_id", "expected"),
+    [
+        ("BE", None, TaxDecision(2100, False, "VAT 21%")),
+        ("DE", None, TaxDecision(1900, False, "VAT 19%")),
+        ("DE", "  ", TaxDecision(1900, False, "VAT 19%")),
+        ("HU", None, TaxDecision(2700, False, "VAT 27%")),
+        ("LU", None, TaxDecision(1700, False, "VAT 17%")),
+        ("GR", None, TaxDecision(2400, False, "VAT 24%")),
+    ],
+)
+def test_eu_consumer_pays_its_own_countrys_rate(
+    table: TaxTable, buyer: str, vat_id: str | None, expected: TaxDecision
+) -> None:
+    """OSS: electronically supplied services to an EU buyer without a VAT ID (a Belgian
+    person, a German company without one) carry the buyer country's rate, not the seller's."""
+    assert table.decide("FR", buyer, vat_id) == expected
+
+
+@pytest.mark.parametrize("vat_id", ["DE000000000", "DE123456789", "DE13669597"])
+def test_invalid_vat_id_is_no_reason_for_reverse_charge(table: TaxTable, vat_id: str) -> None:
+    assert table.decide("FR", "DE", vat_id) == TaxDecision(1900, False, "VAT 19%")
+    assert table.decide("FR", "FR", "FR00303265045") == TaxDecision(2000, False, "VAT 20%")
+
+
+@pytest.mark.parametrize(
+    ("seller", "vat_id", "expected"),
+    [
+        ("FR", DE_VAT_ID, TaxDecision(0, True, REVERSE_CHARGE_LABEL)),
+        ("FR", EL_VAT_ID, TaxDecision(0, True, REVERSE_CHARGE_LABEL)),
+        ("DE", DE_VAT_ID, TaxDecision(1900, False, "VAT 19%")),
+        ("FR", "GB980780684", TaxDecision(0, False, EXPORT_LABEL)),
+        ("FR", "DE000000000", TaxDecision(2000, False, "VAT 20%")),
+    ],
+)
+def test_buyer_without_country_takes_its_vat_ids(
+    table: TaxTable, seller: str, vat_id: str, expected: TaxDecision
+) -> None:
+    """A VAT ID without a country is not billed as domestic: its prefix names the country."""
+    assert table.decide(seller, None, vat_id) == expected
 
 
 @pytest.mark.parametrize(
@@ -68,6 +114,7 @@ def test_builtin_table_has_every_eu_member_and_the_others(table: TaxTable) -> No
     assert table.rate("HU").rate_basis_points == 2700
     assert table.rate("LU").rate_basis_points == 1700
     assert table.rate("US").rate_basis_points == 0
+    assert all(rate.rate_basis_points > 0 for rate in table if rate.eu)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +157,8 @@ def test_load_custom_table(tmp_path: Path) -> None:
     assert len(table) == 3
     assert table.decide("FR", "FR", None) == TaxDecision(550, False, "VAT 5.5%")
     assert table.decide("CA", None, None) == TaxDecision(500, False, "GST 5%")
-    assert table.decide("FR", "BE", "BE0123456789").reverse_charge
+    assert table.decide("FR", "BE", "BE0403019261").reverse_charge
+    assert table.decide("FR", "BE", None) == TaxDecision(600, False, "VAT 6%")
 
 
 @pytest.mark.parametrize(

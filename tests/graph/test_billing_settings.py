@@ -6,10 +6,11 @@ import httpx
 import pytest
 
 from billing.accounts import create_api_key
+from core.clock import FrozenClock
 from core.orgs import Role
 from tally.runtime import Runtime
-from tests.conftest import OpenOrg
-from tests.support import graphql
+from tests.conftest import START, OpenOrg
+from tests.support import at, graphql
 
 pytestmark = pytest.mark.anyio
 
@@ -32,6 +33,7 @@ RECOMMENDATIONS = """
 { organization { planRecommendations { plan { id } current fits recommended
   reasons { resource projected limit fits message } } } }
 """
+UNLIMITED = "{ organization { planRecommendations { plan { id } unlimitedResources } } }"
 
 
 async def test_settings_are_validated_stored_and_read_back(
@@ -40,12 +42,12 @@ async def test_settings_are_validated_stored_and_read_back(
     account = await open_org()
     key = account.owner_api_key
     changes = {"legalName": " Acme SAS ", "billingEmail": "billing@acme.example",
-               "country": "fr", "vatId": "fr 12-345.678.901", "city": "Paris"}  # fmt: skip
+               "country": "fr", "vatId": "fr 40-303.265.045", "city": "Paris"}  # fmt: skip
     body = await graphql(client, key, UPDATE, {"input": changes})
     assert body["data"]["updateOrganizationSettings"] == {
         "__typename": "OrganizationSettings", "legalName": "Acme SAS",
         "billingEmail": "billing@acme.example", "city": "Paris", "country": "FR",
-        "vatId": "FR12345678901",
+        "vatId": "FR40303265045",
     }  # fmt: skip
     bad = await graphql(client, key, UPDATE, {"input": {"billingEmail": "nope"}})
     assert bad["data"]["updateOrganizationSettings"]["__typename"] == "InvalidInputError"
@@ -56,7 +58,7 @@ async def test_settings_are_validated_stored_and_read_back(
     assert cleared["data"]["updateOrganizationSettings"]["city"] is None
     page = await graphql(client, key, "{ organization { settings { legalName city vatId } } }")
     assert page["data"]["organization"]["settings"] == {
-        "legalName": "Acme SAS", "city": None, "vatId": "FR12345678901"
+        "legalName": "Acme SAS", "city": None, "vatId": "FR40303265045"
     }  # fmt: skip
 
 
@@ -96,9 +98,11 @@ async def test_the_portal_needs_stripe(client: httpx.AsyncClient, open_org: Open
 
 
 async def test_recommendations_rank_the_plans_that_fit_cheapest_first(
-    runtime: Runtime, client: httpx.AsyncClient, open_org: OpenOrg
+    runtime: Runtime, client: httpx.AsyncClient, open_org: OpenOrg, clock: FrozenClock
 ) -> None:
+    clock.set(at(2026, 3, 1))
     account = await open_org(plan="ecommerce-enterprise")
+    clock.set(START)
     async with runtime.db.write() as session:
         for resource, amount in (("tokens", 25_000_000), ("agents", 2)):
             await runtime.engine.consume(
@@ -129,9 +133,11 @@ async def test_recommendations_rank_the_plans_that_fit_cheapest_first(
 
 
 async def test_the_current_plan_is_listed_even_when_it_does_not_fit(
-    runtime: Runtime, client: httpx.AsyncClient, open_org: OpenOrg
+    runtime: Runtime, client: httpx.AsyncClient, open_org: OpenOrg, clock: FrozenClock
 ) -> None:
+    clock.set(at(2026, 3, 1))
     account = await open_org(plan="starter")
+    clock.set(START)
     async with runtime.db.write() as session:
         await runtime.engine.consume(
             session, account.organization, "tokens", 9_000_000, idempotency_key="t"
@@ -142,3 +148,26 @@ async def test_the_current_plan_is_listed_even_when_it_does_not_fit(
         "starter", True, False
     )  # fmt: skip
     assert [r["plan"]["id"] for r in ranked if r["recommended"]] == ["growth"]
+
+
+async def test_an_organization_opened_mid_period_burns_from_its_opening(
+    runtime: Runtime, client: httpx.AsyncClient, open_org: OpenOrg, clock: FrozenClock
+) -> None:
+    """Opened at noon on 15 March (period from 1 March), 20M tokens by noon on 20 March:
+    projected from the opening (5 days) over its 16.5 days to 1 April, not from 1 March."""
+    account = await open_org(plan="ecommerce-pro")
+    clock.set(at(2026, 3, 20, 12))
+    async with runtime.db.write() as session:
+        await runtime.engine.consume(
+            session, account.organization, "tokens", 20_000_000, idempotency_key="t"
+        )
+    body = await graphql(client, account.owner_api_key, RECOMMENDATIONS)
+    ranked = body["data"]["organization"]["planRecommendations"]
+    assert ranked[0]["reasons"][0]["projected"] == 66_000_000
+    assert [r["plan"]["id"] for r in ranked if r["recommended"]] == ["ecommerce-enterprise"]
+    body = await graphql(client, account.owner_api_key, UNLIMITED)
+    unlimited = {
+        r["plan"]["id"]: r["unlimitedResources"]
+        for r in body["data"]["organization"]["planRecommendations"]
+    }
+    assert unlimited == {"ecommerce-pro": [], "ecommerce-enterprise": [], "scale": []}

@@ -18,7 +18,8 @@ query Page {
     plan { id name priceMonthly { amountMinor currency formatted }
            limits { resource limit policy } }
     subscription { status currentPeriodStart currentPeriodEnd resetsOn pendingPlan { id }
-                   cancelAtPeriodEnd }
+                   cancelAtPeriodEnd trialEndsOn usageSuspended
+                   paymentIssue { pastDueSince usageStopsAt message } }
     usage {
       percentUsed periodStart periodEnd resetsOn
       tokens { key label unit used limit remaining percent resets display }
@@ -59,12 +60,15 @@ async def test_the_page_query_answers_the_whole_page(
         ],
     }
     assert organization["subscription"] == {
-        "status": "active",
+        "status": "ACTIVE",
         "currentPeriodStart": "2026-03-01T00:00:00+00:00",
         "currentPeriodEnd": "2026-04-01T00:00:00+00:00",
         "resetsOn": "2026-04-01",
         "pendingPlan": None,
         "cancelAtPeriodEnd": False,
+        "trialEndsOn": None,
+        "usageSuspended": False,
+        "paymentIssue": None,
     }
     usage = organization["usage"]
     assert usage["tokens"] == {

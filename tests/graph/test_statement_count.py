@@ -50,7 +50,7 @@ async def grow(runtime: Runtime, account: OpenedAccount, members: int, invoices:
             *(
                 Invoice(
                     organization_id=account.organization.id,
-                    number=f"N-{i}",
+                    number=f"N-{account.organization.id[:8]}-{i}",
                     issued_on=date(2026, 1, 1 + i),
                     total_minor=100,
                     currency="EUR",

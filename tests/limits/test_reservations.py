@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -136,3 +136,32 @@ async def test_unknown_and_foreign_reservations_are_not_found(runtime: Runtime) 
             async with runtime.db.write() as session:
                 await runtime.engine.release(session, mine.organization, reservation_id)
         assert caught.value.code == "NOT_FOUND"
+
+
+async def test_a_commit_after_the_period_ended_counts_in_the_current_period(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    april = datetime(2026, 4, 1, tzinfo=UTC)
+    account = await open_tiny(runtime)
+    clock.set(april - timedelta(minutes=5))
+    held = await reserve(runtime, account, 60, "r1", ttl=3600)
+    assert held.reservation is not None
+    await consume(runtime, account, "tokens", 30, "march")
+    clock.set(april + timedelta(minutes=30))
+    await consume(runtime, account, "tokens", 50, "april")
+    async with runtime.db.write() as session:
+        refused = await runtime.engine.commit(
+            session, account.organization, held.reservation.id, 51
+        )
+    assert (refused.status, refused.used) == ("rejected", 50)
+    async with runtime.db.write() as session:
+        committed = await runtime.engine.commit(
+            session, account.organization, held.reservation.id, 45
+        )
+    assert (committed.status, committed.used) == ("accepted", 95)
+    async with runtime.db.read() as session:
+        before = april - timedelta(days=1)
+        march = (await runtime.engine.usage(session, account.organization, before)).get("tokens")
+        now = (await runtime.engine.usage(session, account.organization)).get("tokens")
+    assert (march.used, march.reserved) == (30, 0)
+    assert (now.used, now.reserved) == (95, 0)

@@ -6,14 +6,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import stripe
 
-from billing.catalog import BUILTIN_PLANS
+from billing import PlanLimits
+from billing.catalog import BUILTIN_PLANS, Catalog
 from billing.webhooks import signature_header
+from core.clock import Clock
+from limits import LimitEngine, create_plugin_manager
+from limits.pricing import PriceTable
 
 WEBHOOK_SECRET = "whsec_tally_test_secret"
 
@@ -21,14 +26,21 @@ WEBHOOK_SECRET = "whsec_tally_test_secret"
 def stripe_plans(directory: Path) -> Path:
     """The built-in catalog with `stripe_price = "plan_<id>"` on every plan."""
     text = re.sub(
-        r'^\[plans\.([a-z-]+)\]\n((?:(?!\[).*\n)*?)currency = "EUR"\n',
-        lambda m: f'[plans.{m[1]}]\n{m[2]}currency = "EUR"\nstripe_price = "plan_{m[1]}"\n',
+        r"^\[plans\.([a-z-]+)\]\n((?:(?!\[).*\n)*?)(price_monthly = .*\n)",
+        lambda m: f'[plans.{m[1]}]\n{m[2]}{m[3]}stripe_price = "plan_{m[1]}"\n',
         BUILTIN_PLANS.read_text(encoding="utf-8"),
         flags=re.MULTILINE,
     )
     path = directory / "plans.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def engine_of(catalog: Catalog, clock: Clock) -> LimitEngine:
+    """A limit engine on `catalog`, as the runtime builds it, for a provider made before the
+    runtime (the runtime's own engine is built from the same catalog)."""
+    manager = create_plugin_manager([(PlanLimits(catalog), "billing")])
+    return LimitEngine(manager, clock, PriceTable.load(None), timedelta(seconds=3600))
 
 
 def subscription_object(customer: str, status: str = "active", **fields: Any) -> dict[str, Any]:
@@ -117,7 +129,8 @@ class RecordingClient(stripe.HTTPClient):
         _usage: list[str] | None = None,
     ) -> tuple[str, int, Mapping[str, str]]:
         path = url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
-        form = parse_qs(post_data.decode() if isinstance(post_data, bytes) else post_data or "")
+        body = post_data.decode() if isinstance(post_data, bytes) else post_data or ""
+        form = parse_qs(body, keep_blank_values=True)
         self.requests.append((method.upper(), "/" + path, form, dict(headers or {})))
         status, body = self.responder(method.upper(), "/" + path, form)
         return json.dumps(body), status, {"request-id": "req_test"}

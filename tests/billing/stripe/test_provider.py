@@ -12,10 +12,13 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from sqlalchemy import select
+from sqlmodel import col
 
 from billing import repository
 from billing.accounts import OpenedAccount, open_account
 from billing.catalog import Catalog
+from billing.models import PlanChange
 from billing.provider import BillingProvider
 from billing.stripe import StripeProvider
 from billing.stripe.events import mirror_invoice
@@ -25,6 +28,7 @@ from tally.app import create_app
 from tally.runtime import Runtime, build_runtime
 from tests.billing.stripe.support import (
     RecordingClient,
+    engine_of,
     invoice_object,
     stripe_plans,
     subscription_object,
@@ -97,69 +101,76 @@ def client_for(runtime: Runtime) -> httpx.AsyncClient:
 
 def on_localstripe(catalog: Catalog, clock: FrozenClock, localstripe: str) -> StripeProvider:
     """A provider on localstripe, which knows Plans rather than Prices."""
-    return StripeProvider(API_KEY, catalog, clock, api_base=localstripe, price_field="plan")
+    return StripeProvider(
+        API_KEY, catalog, engine_of(catalog, clock), api_base=localstripe, price_field="plan",
+        max_network_retries=0,
+    )  # fmt: skip
 
 
 def unreachable(catalog: Catalog, clock: FrozenClock) -> StripeProvider:
     """A provider whose Stripe is a port nothing listens on."""
-    return StripeProvider(API_KEY, catalog, clock, api_base=f"http://127.0.0.1:{free_port()}")
+    return StripeProvider(
+        API_KEY, catalog, engine_of(catalog, clock), api_base=f"http://127.0.0.1:{free_port()}",
+        max_network_retries=0,
+    )  # fmt: skip
 
 
 def recorded(plans_path: Path, clock: FrozenClock) -> tuple[RecordingClient, StripeProvider]:
     """A provider whose Stripe is `stripe_api()`, every request recorded."""
     recorder = RecordingClient(stripe_api())
-    return recorder, StripeProvider(API_KEY, Catalog.load(plans_path), clock, http_client=recorder)
+    catalog = Catalog.load(plans_path)
+    return recorder, StripeProvider(
+        API_KEY, catalog, engine_of(catalog, clock), http_client=recorder
+    )
 
 
-async def link_to_stripe(runtime: Runtime, account: OpenedAccount) -> None:
-    """Give the organization the Stripe customer and subscription `stripe_api()` knows."""
+async def link_to_stripe(
+    runtime: Runtime,
+    account: OpenedAccount,
+    customer: str = "cus_QXg1o8vcGmoR32",
+    reference: str = "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw",
+) -> None:
+    """Give the organization a Stripe customer and subscription (by default those
+    `stripe_api()` knows)."""
     async with runtime.db.write() as session:
         subscription = await repository.get_subscription(session, account.organization.id)
         assert subscription is not None
-        subscription.customer_ref = "cus_QXg1o8vcGmoR32"
-        subscription.subscription_ref = "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"
+        subscription.customer_ref = customer
+        subscription.subscription_ref = reference
         await repository.add(session, subscription)
 
 
-async def test_customer_and_subscription_are_created_once_on_localstripe(
+def add_card(sdk: stripe.StripeClient, customer: str) -> None:
+    """The test card 4242 as the customer's default payment method."""
+    card = sdk.v1.payment_methods.create(
+        {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
+                                  "exp_year": 2030, "cvc": "123"}}
+    )  # fmt: skip
+    sdk.v1.payment_methods.attach(card.id, {"customer": customer})
+    sdk.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": card.id}})
+
+
+async def test_a_customer_is_created_and_its_invoices_mirror_on_localstripe(
     start: Start, clock: FrozenClock, localstripe: str, stripe_catalog: Catalog
 ) -> None:
     provider = on_localstripe(stripe_catalog, clock, localstripe)
     runtime, account = await start(provider)
     sdk = stripe.StripeClient(API_KEY, base_addresses={"api": localstripe}, max_network_retries=0)
     organization = account.organization
+    customer = await provider.create_customer(organization)
+    add_card(sdk, customer)
+    sdk.v1.subscriptions.create(
+        {"customer": customer, "items": [{"plan": "plan_ecommerce-enterprise"}]}
+    )
+    [invoice] = sdk.v1.invoices.list({"customer": customer}).data
     async with runtime.db.write() as session:
-        subscription = await repository.get_subscription(session, organization.id)
-        assert subscription is not None
-        customer = await provider.ensure_customer(session, organization, subscription)
-        card = sdk.v1.payment_methods.create(
-            {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
-                                      "exp_year": 2030, "cvc": "123"}}
-        )  # fmt: skip
-        sdk.v1.payment_methods.attach(card.id, {"customer": customer})
-        sdk.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": card.id}})
-        plan = stripe_catalog.get("ecommerce-enterprise")
-        reference = await provider.ensure_subscription(session, organization, subscription, plan)
-        assert await provider.ensure_customer(session, organization, subscription) == customer
-        assert (
-            await provider.ensure_subscription(session, organization, subscription, plan)
-            == reference
-        )
-        remote = sdk.v1.subscriptions.retrieve(reference)
-        assert remote["metadata"]["tally_organization"] == organization.id
-        assert remote["items"]["data"][0]["plan"]["id"] == "plan_ecommerce-enterprise"
-        [invoice] = sdk.v1.invoices.list({"customer": customer}).data
         mirrored, applied = await mirror_invoice(
             session, organization.id, invoice.to_dict(), clock.now(), clock
         )
         assert applied and mirrored.total_minor == 189_000 and mirrored.currency == "EUR"
-    async with runtime.db.read() as session:
-        stored = await repository.get_subscription(session, organization.id)
-        assert stored is not None
-        assert (stored.customer_ref, stored.subscription_ref) == (customer, reference)
-        assert sdk.v1.customers.retrieve(customer)["metadata"]["tally_organization"] == (
-            organization.id
-        )
+    assert sdk.v1.customers.retrieve(customer)["metadata"]["tally_organization"] == (
+        organization.id
+    )
 
 
 async def test_a_change_stripe_refuses_leaves_nothing_changed_locally(
@@ -167,6 +178,13 @@ async def test_a_change_stripe_refuses_leaves_nothing_changed_locally(
 ) -> None:
     provider = on_localstripe(stripe_catalog, clock, localstripe)
     runtime, account = await start(provider)
+    sdk = stripe.StripeClient(API_KEY, base_addresses={"api": localstripe}, max_network_retries=0)
+    customer = await provider.create_customer(account.organization)
+    add_card(sdk, customer)
+    remote = sdk.v1.subscriptions.create(
+        {"customer": customer, "items": [{"plan": "plan_ecommerce-enterprise"}]}
+    )
+    await link_to_stripe(runtime, account, customer, remote.id)
     async with client_for(runtime) as client:
         body = await graphql(client, account.owner_api_key, CHANGE, {"plan": "scale"})
         portal = await graphql(client, account.owner_api_key, PORTAL)
@@ -176,8 +194,9 @@ async def test_a_change_stripe_refuses_leaves_nothing_changed_locally(
     assert portal["data"]["createBillingPortalSession"]["__typename"] == "ProviderFailedError"
     assert await counts(runtime, account.organization.id) == (0, 0, "ecommerce-enterprise")
     async with runtime.db.read() as session:
-        stored = await repository.get_subscription(session, account.organization.id)
-    assert stored is not None and stored.customer_ref is None
+        mine = col(PlanChange.organization_id) == account.organization.id
+        [change] = (await session.execute(select(PlanChange).where(mine))).scalars().all()
+    assert change.status == "failed" and change.provider_key is not None
 
 
 async def test_a_stopped_server_leaves_nothing_changed(
@@ -185,6 +204,7 @@ async def test_a_stopped_server_leaves_nothing_changed(
 ) -> None:
     provider = unreachable(stripe_catalog, clock)
     runtime, account = await start(provider)
+    await link_to_stripe(runtime, account)
     async with client_for(runtime) as client:
         for timing in ("NOW", "PERIOD_END"):
             body = await graphql(

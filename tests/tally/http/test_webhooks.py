@@ -115,14 +115,14 @@ async def test_out_of_order_subscription_events_settle_on_the_latest_state(
     page = await graphql(client, key, query)
     assert page["data"]["organization"] == {
         "plan": {"id": "scale"},
-        "subscription": {"status": "active", "pendingPlan": {"id": "growth"}},
+        "subscription": {"status": "ACTIVE", "pendingPlan": {"id": "growth"}},
     }
     deleted = await deliver(
         client, f"evt_d_{tag}", "customer.subscription.deleted", newer, NOW + 20
     )
     assert deleted.json()["outcome"] == "applied"
     page = await graphql(client, key, query)
-    assert page["data"]["organization"]["subscription"]["status"] == "canceled"
+    assert page["data"]["organization"]["subscription"]["status"] == "CANCELED"
 
 
 async def test_invoices_are_mirrored_and_a_late_older_event_changes_nothing(
