@@ -91,7 +91,6 @@ async def close_due_periods(
         invoice = await provider.close_period(
             session, PeriodClose(organization, subscription, period, started, ended)
         )
-        subscription.period_plan_id = None
         subscription.billed_through = period.end
         await repository.add(session, organization, subscription)
         after = await _plan_at(session, catalog, organization, subscription, period.end)

@@ -52,13 +52,13 @@ class DunningState:
         stops = f"{self.usage_stops_at:%-d %B %Y at %H:%M} UTC"
         if now < self.usage_stops_at:
             return (
-                f"A payment failed on {since}. Pay the open invoice (Manage Billing, or your "
-                f"invoices below) before {stops}: after that, metered usage is refused until "
-                "it is paid."
+                f"A payment has been late since {since} (a failed charge or an overdue "
+                f"invoice). Pay the open invoice (Manage Billing, or your invoices below) before "
+                f"{stops}: after that, metered usage is refused until it is paid."
             )
         return (
-            f"A payment failed on {since} and is still unpaid: metered usage has been refused "
-            f"since {stops}. Paying the open invoice restores it at once."
+            f"A payment has been late since {since}: metered usage has been refused since "
+            f"{stops}. Paying the open invoice restores it at once."
         )
 
 

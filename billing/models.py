@@ -25,11 +25,11 @@ class Subscription(SQLModel, table=True):
     """An organization's subscription: its state beside the plan in force on the organization.
 
     `status` is one of trialing, active, past_due, unpaid, canceled. `billed_through` is the
-    end of the last closed billing period; `period_plan_id` the plan in force when the current
-    period started, once a change has replaced it; `credit_minor` the credit carried from a
-    change that gave back more than it charged. `trial_ends_at` ends a trial (no invoice before
-    it); `past_due_since` is when payment first failed (the dunning grace counts from it);
-    `canceled_at` ends billing: no period starting after it is billed.
+    end of the last closed billing period (which plan was in force when is in `PlanHistory`);
+    `credit_minor` the credit carried from a change that gave back more than it charged.
+    `trial_ends_at` ends a trial (no invoice before it); `past_due_since` is when payment
+    first failed (the dunning grace counts from it); `canceled_at` ends billing: no period
+    starting after it is billed.
     `customer_ref` and `subscription_ref` are the provider's ids; `synced_at` the time of the
     provider's state last applied, so that an older webhook never overwrites a newer one.
     """
@@ -44,7 +44,6 @@ class Subscription(SQLModel, table=True):
     cancel_at_period_end: bool = Field(default=False)
     started_at: datetime = Field(sa_type=UtcDateTime)
     billed_through: datetime | None = Field(default=None, sa_type=UtcDateTime)
-    period_plan_id: str | None = Field(default=None, max_length=100)
     credit_minor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     provider: str = Field(default="local", max_length=20)
     customer_ref: str | None = Field(default=None, max_length=100)
@@ -184,7 +183,8 @@ class PlanChange(SQLModel, table=True):
 
 class OverageReport(SQLModel, table=True):
     """A period's overage of one resource as sent to the provider: once per (organization,
-    period, resource); `status` "pending" until the provider accepted it ("sent")."""
+    period, resource), with the local invoice's line and the period as `description`;
+    `status` "pending" until the provider accepted it ("sent")."""
 
     __tablename__ = "overage_reports"
 
@@ -196,6 +196,7 @@ class OverageReport(SQLModel, table=True):
     quantity: int = Field(sa_column=Column(BigInteger, nullable=False))
     amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
     currency: str = Field(max_length=3)
+    description: str = Field(max_length=300)
     status: str = Field(default="pending", max_length=20)
     provider_ref: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(sa_type=UtcDateTime)

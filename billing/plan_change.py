@@ -288,7 +288,6 @@ class PlanChanger:
             replaced.status, replaced.canceled_at = "canceled", now
             await repository.add(session, replaced)
         if request.timing is Timing.NOW:
-            subscription.period_plan_id = subscription.period_plan_id or organization.plan_id
             organization.plan_id = change.to_plan_id
             subscription.pending_plan_id = None
             change.status = "applied"

@@ -167,6 +167,9 @@ def _plans(runtime: Runtime) -> None:
             shown = "unlimited" if limit is None or limit.value is None else f"{limit.value:,}"
             policy = f" ({limit.policy.value})" if limit else ""
             print(f"    {key}: {shown}{policy}")
+    for topup in runtime.catalog.topups.values():
+        prices = ", ".join(price.formatted for price in topup.prices.values())
+        print(f"top-up {topup.id}  {topup.name}  {topup.amount:,} {topup.resource}  {prices}")
 
 
 def _resources(runtime: Runtime) -> None:

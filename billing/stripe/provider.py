@@ -12,7 +12,7 @@ webhook handlers (billing/stripe/events.py) and, for a change, right after it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import ledger_repository, repository
 from billing.catalog import Catalog, Plan
+from billing.local.documents import format_period
 from billing.models import Invoice, OverageReport, Subscription
 from billing.money import Money
 from billing.overage import overage_lines
@@ -48,6 +49,7 @@ from core.orgs import Organization
 from limits import LimitEngine
 
 T = TypeVar("T")
+_INSTANT = timedelta(microseconds=1)
 
 TIMEOUT_SECONDS = 5
 """The longest one request to Stripe may take (connect and read)."""
@@ -281,6 +283,7 @@ class StripeProvider:
         OverageReport rows (once per organization, period and resource), sent by
         `send_pending` after the transaction."""
         usage = await self.engine.usage(session, close.organization, at=close.period.start)
+        first, last = close.period.start.date(), (close.period.end - _INSTANT).date()
         for line in overage_lines(close.final_plan, usage, close.organization.currency):
             key = (close.organization.id, close.period.start, line.resource)
             if await session.get(OverageReport, key) is not None:
@@ -292,6 +295,7 @@ class StripeProvider:
                 quantity=line.quantity,
                 amount_minor=line.amount.amount_minor,
                 currency=line.amount.currency,
+                description=f"{line.description}, {format_period(first, last)}",
                 created_at=self.clock.now(),
             )
             await repository.add(session, report)
@@ -313,7 +317,7 @@ class StripeProvider:
                     "subscription": subscription.subscription_ref,
                     "amount": report.amount_minor,
                     "currency": report.currency.lower(),
-                    "description": self._overage_description(report),
+                    "description": report.description,
                     "metadata": {
                         ORGANIZATION_KEY: organization_id,
                         PERIOD_KEY: report.period_start.date().isoformat(),
@@ -334,10 +338,6 @@ class StripeProvider:
                     row.status, row.provider_ref = "sent", str(item.id)
                     row.sent_at = self.clock.now()
                     await repository.add(session, row)
-
-    def _overage_description(self, report: OverageReport) -> str:
-        start = report.period_start.astimezone(UTC).date().isoformat()
-        return f"{report.resource} over the plan's limit: {report.quantity:,} (period from {start})"
 
     async def checkout_url(self, subscription: Subscription, currency: str, return_url: str) -> str:
         """A Stripe Checkout session in `setup` mode: the customer adds a card."""

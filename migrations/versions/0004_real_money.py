@@ -4,7 +4,8 @@ top-ups, spend caps, currencies
 Existing data: each organization's plan history is rebuilt from its creation and its
 applied plan changes; existing plan changes become "applied" (a period-end change not yet
 reached "scheduled"); existing invoice numbers are kept (new ones come from the seller's
-sequence); existing alerts are limit alerts.
+sequence); existing alerts are limit alerts. `subscriptions.period_plan_id` goes: the plan history
+answers which plan was in force during a period.
 
 Revision ID: 0004
 Revises: 0003
@@ -49,6 +50,7 @@ def upgrade() -> None:
     sa.Column('quantity', sa.BigInteger(), nullable=False),
     sa.Column('amount_minor', sa.BigInteger(), nullable=False),
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
+    sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('provider_ref', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('created_at', core.db.UtcDateTime(timezone=True), nullable=False),
@@ -108,6 +110,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('trial_ends_at', core.db.UtcDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('past_due_since', core.db.UtcDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('canceled_at', core.db.UtcDateTime(timezone=True), nullable=True))
+    with op.batch_alter_table('subscriptions', schema=None) as batch_op:
+        batch_op.drop_column('period_plan_id')
 
     _alerts_keyed_by_kind()
 
@@ -242,6 +246,7 @@ def downgrade() -> None:
     op.drop_table('usage_alerts_0004')
 
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('period_plan_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True))
         batch_op.drop_column('canceled_at')
         batch_op.drop_column('past_due_since')
         batch_op.drop_column('trial_ends_at')

@@ -20,6 +20,9 @@ PARAMS: dict[tuple[str, str], Any] = {
     ("POST", "subscription"): stripe.params.SubscriptionUpdateParams,
     ("POST", "invoiceitems"): stripe.params.InvoiceItemCreateParams,
     ("POST", "checkout/sessions"): stripe.params.checkout.SessionCreateParams,
+    ("POST", "invoices"): stripe.params.InvoiceCreateParams,
+    ("POST", "invoice/finalize"): stripe.params.InvoiceFinalizeInvoiceParams,
+    ("POST", "invoice/pay"): stripe.params.InvoicePayParams,
 }
 
 
@@ -37,6 +40,7 @@ class StrictStripe:
         self.prefix = uuid.uuid4().hex[:8]
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.invoice_items: list[dict[str, Any]] = []
+        self.invoices: dict[str, dict[str, Any]] = {}
         self.replies: dict[str, tuple[int, Mapping[str, Any]]] = {}
         self.client = RecordingClient(self.respond)
 
@@ -73,6 +77,8 @@ class StrictStripe:
             return self.replies[key]
         parts = path.removeprefix("/v1/").split("/")
         kind = "subscription" if parts[0] == "subscriptions" and len(parts) == 2 else None
+        if parts[0] == "invoices" and len(parts) == 3:
+            kind = f"invoice/{parts[2]}"
         allowed = PARAMS.get((method, kind or "/".join(parts)))
         if allowed is not None:
             unknown = top_level(form) - set(allowed.__annotations__)
@@ -110,6 +116,24 @@ class StrictStripe:
                 invoiced = form.get("proration_behavior") == ["always_invoice"]
                 found["latest_invoice"] = self.id("in", number) if invoiced else None
             return 200, found
+        if parts == ["invoices"] and method == "POST":
+            invoice = invoice_object(
+                form["customer"][0], id=self.id("in", number), status="draft",
+                currency=form["currency"][0], subtotal=0, total=0, amount_due=0,
+                billing_reason="manual",
+            )  # fmt: skip
+            self.invoices[invoice["id"]] = invoice
+            return 200, invoice
+        if parts[0] == "invoices" and parts[1] in self.invoices:
+            invoice = self.invoices[parts[1]]
+            if parts[2:] == ["finalize"] and invoice["status"] == "draft":
+                invoice.update(status="open", number=f"N-{number}")
+            elif parts[2:] == ["pay"] and invoice["status"] == "open":
+                invoice.update(status="paid", amount_paid=invoice["total"], amount_due=0)
+            elif parts[2:]:
+                message = f"invoice {parts[1]} is {invoice['status']}"
+                return 400, {"error": {"type": "invalid_request_error", "message": message}}
+            return 200, invoice
         if parts[0] == "invoices" and len(parts) == 2:
             return 200, invoice_object(
                 self.id("cus", 1), id=parts[1], status="open", number=f"N-{number}"
@@ -118,6 +142,12 @@ class StrictStripe:
             item = {"id": self.id("ii", number), "object": "invoiceitem",
                     **{name: values[0] for name, values in form.items()}}  # fmt: skip
             self.invoice_items.append(item)
+            if "invoice" in form and form["invoice"][0] in self.invoices:
+                invoice = self.invoices[form["invoice"][0]]
+                amount = int(form["amount"][0])
+                invoice["subtotal"] += amount
+                invoice["total"] += amount
+                invoice["amount_due"] += amount
             return 200, item
         if parts == ["checkout", "sessions"]:
             session = self.id("cs", number)

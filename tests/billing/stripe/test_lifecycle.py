@@ -146,6 +146,10 @@ async def test_from_opening_to_the_second_paid_period_with_overage(
         (["200"], ["eur"], [fake.id("sub", 2)], [fake.id("cus", 1)]),
         (["500"], ["eur"], [fake.id("sub", 2)], [fake.id("cus", 1)]),
     ]
+    assert items[0]["description"] == [
+        "AI Tokens over the plan's 600.0M: 1,000,000 tokens at 0.000002 EUR, "
+        "1 March 2026 to 31 March 2026"
+    ]
     assert fake.keys("/v1/invoiceitems") == [
         f"tally-overage-{organization_id}-2026-03-01-tokens",
         f"tally-overage-{organization_id}-2026-04-01-tokens",
@@ -315,5 +319,48 @@ async def test_stripe_sync_creates_what_is_missing_once(
     assert await sync(True) == [("created", "no Stripe customer: subscribed now")]
     [(state, _)] = await sync(True)
     assert state in ("in_sync", "drift")
-    assert len(fake.posts("/v1/subscriptions")) == 1
-    assert fake.keys("/v1/subscriptions") == [f"tally-subscription-{account.organization.id}"]
+    # The database is shared with other tests' organizations, which stripe-sync subscribes too.
+    created = [
+        form
+        for form in fake.posts("/v1/subscriptions")
+        if form["metadata[tally_organization]"] == [mine]
+    ]
+    assert len(created) == 1
+    assert fake.keys("/v1/subscriptions").count(f"tally-subscription-{mine}") == 1
+
+
+async def test_a_top_up_is_one_stripe_invoice_paid_at_once_and_mirrored(
+    stripe_runtime: Runtime, fake: StrictStripe
+) -> None:
+    runtime = stripe_runtime
+    opened = await runtime.accounts.open(
+        name="Topped", plan_id="growth", owner_email="o@topped.example", anchor_day=1
+    )
+    organization = opened.account.organization
+    bought = await runtime.topups.purchase(organization, "tokens-50m", "pack-1")
+    again = await runtime.topups.purchase(organization, "tokens-50m", "pack-1")
+    assert (again.id, again.status) == (bought.id, "done")
+    source = f"tally-topup:{bought.id}"
+    [invoice] = fake.posts("/v1/invoices")
+    assert invoice["customer"] == [fake.id("cus", 1)]
+    assert invoice["currency"] == ["eur"]
+    assert invoice["pending_invoice_items_behavior"] == ["exclude"]
+    assert invoice["collection_method"] == ["charge_automatically"]
+    [item] = fake.posts("/v1/invoiceitems")
+    assert (item["amount"], item["currency"]) == (["4900"], ["eur"])
+    assert item["invoice"] == [bought.provider_ref]
+    assert fake.keys("/v1/invoices") == [f"{source}-invoice"]
+    assert fake.keys("/v1/invoiceitems") == [f"{source}-item"]
+    assert fake.keys(f"/v1/invoices/{bought.provider_ref}/pay") == [f"{source}-pay"]
+    assert fake.invoices[str(bought.provider_ref)]["status"] == "paid"
+    async with runtime.db.read() as session:
+        [mirrored] = await repository.list_invoices(session, organization.id, 10)
+        usage = await runtime.engine.usage(session, organization)
+    assert (mirrored.provider_ref, mirrored.status, mirrored.total_minor) == (
+        bought.provider_ref,
+        "paid",
+        4900,
+    )
+    assert bought.invoice_id == mirrored.id
+    [tokens] = [meter for meter in usage.resources if meter.resource.key == "tokens"]
+    assert (tokens.extra_left, tokens.total_limit) == (50_000_000, 80_000_000)
