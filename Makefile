@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: serve test lint typecheck unit schema bench clean
+.PHONY: serve test lint typecheck unit schema bench vendor clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/tally serve
+	$(BIN)/tally serve --demo
 
 test: lint typecheck unit
 
@@ -32,6 +32,10 @@ schema: $(STAMP)
 
 bench: $(STAMP)
 	bash bench/run_all.sh
+
+# Refreshes the page's npm libraries (pinned in tools/web-vendor/package.json) into tally/web/vendor/.
+vendor:
+	bash tools/vendor-web.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing import ledger_repository, repository
 from billing.models import OrganizationSettings
 from billing.settings import SETTINGS_FIELDS, BillingSettings, validate_settings
+from core import audit
 
 
 async def settings_of(session: AsyncSession, organization_id: str) -> BillingSettings:
@@ -39,4 +40,15 @@ async def update_settings(
         setattr(row, name, value)
     row.updated_at = at
     await repository.add(session, row)
+    old, new = asdict(current), asdict(updated)
+    changed = sorted(name for name in new if new[name] != old[name])
+    if changed:
+        await audit.record(
+            session,
+            organization_id,
+            "settings.updated",
+            at=at,
+            before={name: old[name] for name in changed},
+            after={name: new[name] for name in changed},
+        )
     return updated

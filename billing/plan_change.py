@@ -15,6 +15,7 @@ from billing.models import Invoice, PlanChange, Subscription
 from billing.money import Money
 from billing.proration import Proration, no_proration, prorate
 from billing.provider import BillingProvider, ChangeRequest, ProviderError, PushedChange, Timing
+from core import audit
 from core.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from core.ids import new_id
 from core.orgs import Organization
@@ -299,6 +300,15 @@ class PlanChanger:
             change.status = "scheduled"
         change.invoice_id = invoice.id if invoice else None
         await repository.add(session, organization, subscription, change)
+        await audit.record(
+            session,
+            organization.id,
+            "plan.changed" if change.status == "applied" else "plan.change_scheduled",
+            at=now,
+            subject=change.id,
+            before={"plan_id": change.from_plan_id},
+            after={"plan_id": change.to_plan_id, "effective_at": change.effective_at},
+        )
         return Changed(change, invoice, False)
 
     async def fail(self, session: AsyncSession, change_id: str) -> None:
@@ -330,6 +340,15 @@ class PlanChanger:
         change.status, change.canceled_at = "canceled", self.engine.clock.now()
         subscription.pending_plan_id = None
         await repository.add(session, change, subscription)
+        await audit.record(
+            session,
+            change.organization_id,
+            "plan.change_canceled",
+            at=change.canceled_at,
+            subject=change.id,
+            before={"pending_plan_id": change.to_plan_id},
+            after={"pending_plan_id": None},
+        )
         return change
 
     async def _replay(self, session: AsyncSession, earlier: PlanChange) -> Changed:

@@ -10,7 +10,7 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,8 @@ from billing.provider import BillingProvider, Opening, ProviderError, Timing
 from billing.recommend import Recommendation, recommend
 from billing.settings import BillingSettings
 from billing.subscriptions import SubscriptionView, subscription_of
+from core import audit
+from core.auth import Principal
 from core.clock import Clock
 from core.db import Database
 from core.errors import ErrorCode, InvalidInput, NotFound
@@ -179,23 +181,67 @@ class AccountService:
             return Opened(account, error.message)
         return Opened(account)
 
-    async def invite(self, organization: Organization, email: str, role: Role) -> Member:
+    async def invite(
+        self, organization: Organization, email: str, role: Role, caller: Principal | None = None
+    ) -> Member:
+        """Invite a person with a role at most the caller's."""
+        accounts.check_role_at_most(role, caller.role if caller else None, "a member you invite")
         async with self.db.write() as session:
             return await accounts.invite_member(
                 session, self.engine, organization, email=email, role=role
             )
 
-    async def remove(self, organization: Organization, member_id: str) -> Member:
+    async def remove(
+        self, organization: Organization, member_id: str, caller: Principal | None = None
+    ) -> Member:
+        """Remove a member and revoke their keys (LAST_OWNER for the last owner)."""
+        by = caller.role if caller else None
         async with self.db.write() as session:
-            member = await accounts.remove_member(session, self.engine, organization, member_id)
+            member = await accounts.remove_member(
+                session, self.engine, organization, member_id, by=by
+            )
         if member is None:
             raise NotFound.of("member")
         return member
 
+    async def change_role(
+        self, organization: Organization, member_id: str, role: Role, caller: Principal | None
+    ) -> Member:
+        """Give a member another role (LAST_OWNER for the last owner's demotion)."""
+        by = caller.role if caller else None
+        async with self.db.write() as session:
+            member = await accounts.change_member_role(
+                session, self.engine, organization, member_id, role, by=by
+            )
+        if member is None:
+            raise NotFound.of("member")
+        return member
+
+    async def keys(self, organization_id: str) -> Sequence[ApiKey]:
+        """Every key of the organization (never a secret), the newest first."""
+        async with self.db.read() as session:
+            return await orgs_repository.list_api_keys(session, organization_id)
+
+    async def audit_log(
+        self, organization_id: str, first: int, after: str | None
+    ) -> audit.AuditPage:
+        """A page of the organization's audit log, newest first."""
+        async with self.db.read() as session:
+            return await audit.page(session, organization_id, first, after)
+
     async def create_key(
-        self, organization: Organization, name: str, role: Role | None, service: bool
+        self,
+        organization: Organization,
+        name: str,
+        role: Role | None,
+        service: bool,
+        caller: Principal | None = None,
+        expires_at: datetime | None = None,
+        member_id: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new key and its secret (shown once)."""
+        """A new key and its secret (shown once): a member key with a role at most the
+        caller's, belonging to `member_id` (the caller's member by default), or a service
+        key."""
         if service == (role is not None):
             raise InvalidInput(
                 ErrorCode.INVALID_INPUT,
@@ -206,14 +252,27 @@ class AccountService:
             raise InvalidInput(
                 ErrorCode.INVALID_INPUT, "a key name needs 1 to 200 characters", field="name"
             )
+        if role is not None:
+            accounts.check_role_at_most(role, caller.role if caller else None, "a key you create")
         async with self.db.write() as session:
             return await accounts.create_api_key(
-                session, self.engine, organization, name=name.strip(), role=role, service=service
+                session,
+                self.engine,
+                organization,
+                name=name.strip(),
+                role=role,
+                service=service,
+                member_id=member_id or (caller.member_id if caller else None),
+                expires_at=expires_at,
             )
 
-    async def revoke(self, organization: Organization, key_id: str) -> ApiKey:
+    async def revoke(
+        self, organization: Organization, key_id: str, caller: Principal | None = None
+    ) -> ApiKey:
+        """Revoke a key at once (not one with a role above the caller's)."""
+        by = caller.role if caller else None
         async with self.db.write() as session:
-            key = await accounts.revoke_api_key(session, self.engine, organization, key_id)
+            key = await accounts.revoke_api_key(session, self.engine, organization, key_id, by=by)
         if key is None:
             raise NotFound.of("API key")
         return key
@@ -328,8 +387,17 @@ class BillingService:
         await self.provider.set_cancel_at_period_end(subscription, cancel, key)
         async with self.db.write() as session:
             _, subscription = await self._lock(session, organization_id)
+            before = {"cancel_at_period_end": subscription.cancel_at_period_end}
             subscription.cancel_at_period_end = cancel
             await repository.add(session, subscription)
+            await audit.record(
+                session,
+                organization_id,
+                "subscription.cancel_at_period_end",
+                at=self.clock.now(),
+                before=before,
+                after={"cancel_at_period_end": cancel},
+            )
         return await self._view(organization_id)
 
     async def _lock(

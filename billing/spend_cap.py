@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from billing import repository
 from billing.catalog import Catalog, Plan
 from billing.money import Money, minor_digits
+from core import audit
 from core.db import Database
 from core.errors import ErrorCode, InvalidInput, NotFound
 from core.orgs import Organization
@@ -78,8 +79,17 @@ class SpendCapService:
             row = await repository.lock_organization(session, organization.id)
             if row is None:
                 raise NotFound.of("organization")
+            before = {"spend_cap_minor": row.spend_cap_minor, "currency": row.currency}
             row.spend_cap_minor = amount_minor
             await repository.add(session, row)
+            await audit.record(
+                session,
+                organization.id,
+                "spend_cap.set",
+                at=self.engine.clock.now(),
+                before=before,
+                after={"spend_cap_minor": amount_minor, "currency": row.currency},
+            )
         organization.spend_cap_minor = amount_minor
         return await self.status(organization)
 

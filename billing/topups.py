@@ -16,6 +16,7 @@ from billing.catalog import Catalog, CatalogError, TopUp
 from billing.models import TopUpPurchase
 from billing.money import Money
 from billing.provider import BillingProvider, Charge
+from core import audit
 from core.clock import Clock
 from core.db import Database
 from core.errors import Conflict, ErrorCode, InvalidInput, NotFound
@@ -144,4 +145,19 @@ class TopUpService:
             purchase.provider_ref = charged.reference if charged is not None else None
             purchase.invoice_id = invoice.id if invoice is not None else None
             await repository.add(session, purchase)
+            await audit.record(
+                session,
+                organization.id,
+                "topup.purchased",
+                at=self.clock.now(),
+                subject=purchase.id,
+                after={
+                    "topup_id": purchase.topup_id,
+                    "resource": purchase.resource,
+                    "amount": purchase.amount,
+                    "price_minor": purchase.price_minor,
+                    "currency": purchase.currency,
+                    "invoice_id": purchase.invoice_id,
+                },
+            )
         return purchase

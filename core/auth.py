@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,8 @@ from core.orgs.models import ApiKey, Organization, Role
 SECRET_PREFIX = "tally_"
 USAGE_ROLES = (Role.OWNER, Role.ADMIN)
 """Member roles that may record usage, beside service keys."""
+LAST_USE_EVERY = timedelta(minutes=1)
+"""A key's last use is written at most this often."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class Principal:
     api_key_id: str
     role: Role | None
     service: bool
+    member_id: str | None = None
+    key_prefix: str = ""
+    last_used_at: datetime | None = None
 
     def has_role(self, *roles: Role) -> bool:
         return self.role is not None and self.role in roles
@@ -34,15 +39,27 @@ class Principal:
         """A service key, or a member key with one of `USAGE_ROLES`."""
         return self.service or self.has_role(*USAGE_ROLES)
 
+    def use_to_record(self, at: datetime) -> bool:
+        """Whether this use of the key is to be written (none in the last minute)."""
+        return self.last_used_at is None or at - self.last_used_at >= LAST_USE_EVERY
+
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def mint_api_key(
-    organization_id: str, name: str, *, role: Role | None, service: bool, at: datetime
+    organization_id: str,
+    name: str,
+    *,
+    role: Role | None,
+    service: bool,
+    at: datetime,
+    member_id: str | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key and its secret; the secret is never stored, only its hash."""
+    """A new key and its secret; the secret is never stored, only its hash. A member key
+    belongs to `member_id`; a service key to no member."""
     if service == (role is not None):
         raise ValueError("a key is either a service key or a member key with a role")
     secret = SECRET_PREFIX + new_secret(32)
@@ -54,6 +71,8 @@ def mint_api_key(
         prefix=secret[:12],
         secret_hash=hash_secret(secret),
         created_at=at,
+        member_id=None if service else member_id,
+        expires_at=expires_at,
     )
     return key, secret
 
@@ -74,26 +93,44 @@ def _principal(key: ApiKey) -> Principal:
         api_key_id=key.id,
         role=Role(key.role) if key.role else None,
         service=key.service,
+        member_id=key.member_id,
+        key_prefix=key.prefix,
+        last_used_at=key.last_used_at,
     )
 
 
-async def authenticate(session: AsyncSession, secret: str | None) -> Principal | None:
-    """The principal of a live key, or None for no key, an unknown key or a revoked one."""
+def is_live(key: ApiKey, at: datetime | None) -> bool:
+    """Neither revoked nor past its expiry at `at` (now when None)."""
+    if key.revoked_at is not None:
+        return False
+    return key.expires_at is None or (at or datetime.now(UTC)) < key.expires_at
+
+
+async def authenticate(
+    session: AsyncSession, secret: str | None, *, at: datetime | None = None
+) -> Principal | None:
+    """The principal of a live key at `at` (now when None), or None for no key, an unknown
+    key, a revoked or an expired one."""
     if not secret or not secret.startswith(SECRET_PREFIX):
         return None
     key = await repository.find_api_key(session, hash_secret(secret))
-    if key is None or key.revoked_at is not None:
+    if key is None or not is_live(key, at):
         return None
     return _principal(key)
 
 
 async def authenticate_with_organization(
-    session: AsyncSession, secret: str | None
+    session: AsyncSession, secret: str | None, *, at: datetime | None = None
 ) -> tuple[Principal, Organization] | None:
     """Like `authenticate`, with the key's organization, in one statement."""
     if not secret or not secret.startswith(SECRET_PREFIX):
         return None
     found = await repository.find_api_key_with_organization(session, hash_secret(secret))
-    if found is None or found[0].revoked_at is not None:
+    if found is None or not is_live(found[0], at):
         return None
     return _principal(found[0]), found[1]
+
+
+async def record_use(session: AsyncSession, principal: Principal, at: datetime) -> None:
+    """Write the key's last use, unless another request wrote it in the last minute."""
+    await repository.touch_api_key(session, principal.api_key_id, at, at - LAST_USE_EVERY)

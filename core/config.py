@@ -17,6 +17,19 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Rate:
+    """A token bucket's rate: `per_second` requests on average, `burst` at once."""
+
+    per_second: float
+    burst: int
+
+
+DEFAULT_KEY_RATE = Rate(5_000, 10_000)
+DEFAULT_ORGANIZATION_RATE = Rate(10_000, 20_000)
+DEFAULT_ORGANIZATION_CONCURRENCY = 32
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything Tally reads from its environment."""
 
@@ -41,6 +54,9 @@ class Settings:
     payment_terms_days: int = 30
     dunning_grace_days: int = 7
     demo: bool = False
+    key_rate: Rate | None = DEFAULT_KEY_RATE
+    organization_rate: Rate | None = DEFAULT_ORGANIZATION_RATE
+    organization_concurrency: int = DEFAULT_ORGANIZATION_CONCURRENCY
 
     def missing_seller_identity(self) -> list[str]:
         """The variables of the seller's identity an invoice needs that are not set."""
@@ -102,7 +118,39 @@ class Settings:
             payment_terms_days=_days(env, "TALLY_PAYMENT_TERMS_DAYS", 30),
             dunning_grace_days=_days(env, "TALLY_DUNNING_GRACE_DAYS", 7),
             demo=env.get("TALLY_DEMO") == "1" or database_url == DEFAULT_DATABASE_URL,
+            key_rate=_rate(env, "TALLY_RATE_LIMIT_KEY", DEFAULT_KEY_RATE),
+            organization_rate=_rate(env, "TALLY_RATE_LIMIT_ORG", DEFAULT_ORGANIZATION_RATE),
+            organization_concurrency=_concurrency(env),
         )
+
+
+def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate | None:
+    """`RATE,BURST` (requests per second, at once), `RATE` (burst twice the rate), or `off`."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if value.lower() == "off":
+        return None
+    rate, _, burst = value.partition(",")
+    try:
+        per_second = float(rate)
+        at_once = int(burst) if burst.strip() else max(1, int(per_second * 2))
+    except ValueError:
+        per_second, at_once = 0, 0
+    if not per_second > 0 or at_once < 1:
+        raise ConfigError(
+            f"{name} must be RATE,BURST (requests per second, and at once) like 100,200, or "
+            f"off, not {value!r}"
+        )
+    return Rate(per_second, at_once)
+
+
+def _concurrency(env: Mapping[str, str]) -> int:
+    name = "TALLY_ORG_CONCURRENCY"
+    value = env.get(name, str(DEFAULT_ORGANIZATION_CONCURRENCY)).strip()
+    if not value.isdigit() or not 1 <= int(value) <= 10_000:
+        raise ConfigError(f"{name} must be a whole number from 1 to 10000, not {value!r}")
+    return int(value)
 
 
 def _days(env: Mapping[str, str], name: str, default: int) -> int:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, event, text
+from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -163,3 +164,33 @@ def _run_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_after_commit(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT, None)
+
+
+CONNECTION_SQLSTATE_CLASSES = ("08", "53", "57P")
+"""SQLSTATEs of a database that is away or cannot take more work now: connection exceptions
+(08...), insufficient resources (53..., too many connections), operator intervention (57P...,
+a shutdown, a server starting)."""
+
+
+def is_connection_failure(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached or used now (retrying later may
+    work), as opposed to a failure of the statement itself (bad data, a bug)."""
+    if isinstance(error, OSError | ConnectionError | sqlalchemy_exc.TimeoutError):
+        return True
+    if not isinstance(error, sqlalchemy_exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(CONNECTION_SQLSTATE_CLASSES)
+    if isinstance(original, OSError):
+        return True
+    if isinstance(error, sqlalchemy_exc.OperationalError):
+        message = str(original).lower()
+        return sqlstate is None and any(
+            hint in message
+            for hint in ("connection", "could not connect", "unable to open", "database is locked")
+        )
+    return False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry import Parent
@@ -221,7 +221,14 @@ async def _subscription(root: Parent[OrganizationRow], info: Info) -> PlanSubscr
 
 
 async def _invoices(
-    root: Parent[OrganizationRow], info: Info, first: int | None = 10, after: str | None = None
+    root: Parent[OrganizationRow],
+    info: Info,
+    first: Annotated[
+        int | None, strawberry.argument(description="Invoices per page: 1 to 100 (default 10).")
+    ] = 10,
+    after: Annotated[
+        str | None, strawberry.argument(description="The `endCursor` of the previous page.")
+    ] = None,
 ) -> InvoiceConnection:
     page = await info.context.services.billing.invoices(
         root.id, 10 if first is None else first, after

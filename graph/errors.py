@@ -7,6 +7,7 @@ Field names are converted to camelCase here, at the boundary, and nowhere else.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import FieldExtension, SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.field import StrawberryField
 from strawberry.types.union import StrawberryUnion
 
@@ -24,12 +26,18 @@ from graph.scalars import BigInt
 from limits import LimitExceeded, ReservationError
 from limits.types import UsageSuspended
 
+log = logging.getLogger(__name__)
+
+REQUEST_ID_KEY = "tally.request_id"
+"""Where the HTTP edge keeps a request's id in its ASGI scope (echoed as `X-Request-Id`)."""
+
 
 class ApiError(GraphQLError):
     """An expected error shown to the caller as is, with `extensions.code`."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, extensions={"code": code})
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        extensions = {"code": code} if field is None else {"code": code, "field": field}
+        super().__init__(message, extensions=extensions)
 
 
 def unauthenticated() -> ApiError:
@@ -38,6 +46,11 @@ def unauthenticated() -> ApiError:
 
 def forbidden(message: str) -> ApiError:
     return ApiError("FORBIDDEN", message)
+
+
+def rate_limited(message: str, retry_after: int) -> GraphQLError:
+    """A request refused by a rate limit: `RATE_LIMITED`, with the seconds to wait."""
+    return GraphQLError(message, extensions={"code": "RATE_LIMITED", "retryAfter": retry_after})
 
 
 def camel_case(name: str) -> str:
@@ -49,7 +62,32 @@ def camel_case(name: str) -> str:
 def should_mask_error(error: GraphQLError) -> bool:
     """Mask what came from an unexpected exception; keep validation and ApiErrors."""
     original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
+    return original is not None and not isinstance(original, GraphQLError | DomainError)
+
+
+def request_id_of(execution_context: ExecutionContext | None) -> str:
+    """The id the HTTP edge gave the request being executed ('-' outside a request)."""
+    request = getattr(getattr(execution_context, "context", None), "request", None)
+    scope = getattr(request, "scope", None)
+    return str(scope.get(REQUEST_ID_KEY, "-")) if isinstance(scope, dict) else "-"
+
+
+def log_errors(errors: list[GraphQLError], execution_context: ExecutionContext | None) -> None:
+    """An expected error (a client's: bad input, no key, refused) is one INFO line; an
+    unexpected one, masked for the caller, is logged with its traceback and the request id."""
+    request_id = request_id_of(execution_context)
+    for error in errors:
+        if should_mask_error(error):
+            log.error(
+                "request %s: unexpected error in GraphQL at %s: %s",
+                request_id,
+                ".".join(str(part) for part in error.path or ()) or "-",
+                error.original_error,
+                exc_info=error.original_error,
+            )
+        else:
+            code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED")
+            log.info("request %s: %s %s", request_id, code, error.message)
 
 
 @strawberry.interface(description="An expected failure of a mutation: a code and a message.")
@@ -161,8 +199,9 @@ def error_of(error: DomainError) -> Error:
 
 def query_error_of(error: DomainError) -> ApiError:
     """A failure of a query field: a GraphQL error with `extensions.code`."""
-    code = "BAD_USER_INPUT" if isinstance(error, InvalidInput) else str(error.code)
-    return ApiError(code, error.message)
+    if isinstance(error, InvalidInput):
+        return ApiError("BAD_USER_INPUT", error.message, camel_case(error.field or "") or None)
+    return ApiError(str(error.code), error.message)
 
 
 def union_members(field: StrawberryField) -> tuple[Any, ...]:
@@ -219,3 +258,12 @@ def _translated(error: GraphQLError) -> GraphQLError:
         path=error.path,
         extensions=answer.extensions,
     )
+
+
+class TallySchema(strawberry.Schema):
+    """The schema, logging its errors by `log_errors` (one line for a client's error)."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_errors(errors, execution_context)

@@ -13,7 +13,7 @@ from core.orgs import Member as MemberRow
 from core.orgs import Organization as OrganizationRow
 from core.orgs import Role
 from graph.errors import InvalidInputError, LimitExceededError, NotFoundError
-from graph.permissions import Info, Managers, mutation, target
+from graph.permissions import Info, Managers, caller, mutation, query, target
 
 
 @strawberry.type(description="A person with access to the organization; each holds a seat.")
@@ -41,9 +41,21 @@ async def _members(root: Parent[OrganizationRow], info: Info) -> list[Member]:
     return [Member.of(row) for row in await info.context.loaders.members.load(root.id)]
 
 
+async def _api_keys(root: Parent[OrganizationRow], info: Info) -> list[ApiKey]:
+    return [ApiKey.of(row) for row in await info.context.services.accounts.keys(root.id)]
+
+
 def organization_fields() -> dict[str, Any]:
     """The people side of `Organization`."""
-    return {"members": strawberry.field(resolver=_members)}
+    return {
+        "members": strawberry.field(resolver=_members),
+        "api_keys": query(
+            _api_keys,
+            permission=Managers,
+            description="Every API key of the organization, revoked ones included, the newest "
+            "first; never a secret.",
+        ),
+    }
 
 
 @strawberry.type(description="An API key; its secret is shown only once, when created.")
@@ -52,8 +64,16 @@ class ApiKey:
     name: str
     role: Role | None
     service: bool
-    prefix: str
+    prefix: str = strawberry.field(description="The secret's first characters, to recognize it.")
+    member_id: strawberry.ID | None = strawberry.field(
+        description="The member the key belongs to (revoked when they are removed); null for a "
+        "service key."
+    )
     created_at: datetime
+    expires_at: datetime | None = strawberry.field(description="Refused from then on; null: never.")
+    last_used_at: datetime | None = strawberry.field(
+        description="The last use, to the minute (written at most once a minute)."
+    )
     revoked_at: datetime | None
 
     @classmethod
@@ -64,7 +84,10 @@ class ApiKey:
             role=Role(row.role) if row.role else None,
             service=row.service,
             prefix=row.prefix,
+            member_id=strawberry.ID(row.member_id) if row.member_id else None,
             created_at=row.created_at,
+            expires_at=row.expires_at,
+            last_used_at=row.last_used_at,
             revoked_at=row.revoked_at,
         )
 
@@ -81,6 +104,11 @@ class MemberRemoved:
 
 
 @strawberry.type
+class MemberRoleChanged:
+    member: Member
+
+
+@strawberry.type
 class ApiKeyRevoked:
     api_key: ApiKey
 
@@ -92,11 +120,15 @@ InviteMemberResult = Annotated[
 RemoveMemberResult = Annotated[
     MemberRemoved | InvalidInputError | NotFoundError, strawberry.union("RemoveMemberResult")
 ]
+ChangeMemberRoleResult = Annotated[
+    MemberRoleChanged | InvalidInputError | NotFoundError,
+    strawberry.union("ChangeMemberRoleResult"),
+]
 CreateApiKeyResult = Annotated[
     CreatedApiKey | InvalidInputError | NotFoundError, strawberry.union("CreateApiKeyResult")
 ]
 RevokeApiKeyResult = Annotated[
-    ApiKeyRevoked | NotFoundError, strawberry.union("RevokeApiKeyResult")
+    ApiKeyRevoked | InvalidInputError | NotFoundError, strawberry.union("RevokeApiKeyResult")
 ]
 
 
@@ -108,14 +140,24 @@ async def _invite_member(
     role: Role | None = Role.MEMBER,
 ) -> InviteMemberResult:
     organization = await target(info, organization_id)
-    row = await info.context.services.accounts.invite(organization, email, role or Role.MEMBER)
+    accounts = info.context.services.accounts
+    row = await accounts.invite(organization, email, role or Role.MEMBER, caller(info))
     return Member.of(row)
 
 
 async def _remove_member(info: Info, member_id: strawberry.ID) -> RemoveMemberResult:
     organization = await target(info)
-    row = await info.context.services.accounts.remove(organization, str(member_id))
+    row = await info.context.services.accounts.remove(organization, str(member_id), caller(info))
     return MemberRemoved(member=Member.of(row))
+
+
+async def _change_member_role(
+    info: Info, member_id: strawberry.ID, role: Role
+) -> ChangeMemberRoleResult:
+    organization = await target(info)
+    accounts = info.context.services.accounts
+    row = await accounts.change_role(organization, str(member_id), role, caller(info))
+    return MemberRoleChanged(member=Member.of(row))
 
 
 async def _create_api_key(
@@ -125,16 +167,25 @@ async def _create_api_key(
     name: str,
     role: Role | None = None,
     service: bool | None = False,
+    expires_at: datetime | None = None,
+    member_id: strawberry.ID | None = None,
 ) -> CreateApiKeyResult:
     organization = await target(info, organization_id)
-    accounts = info.context.services.accounts
-    key, secret = await accounts.create_key(organization, name, role, bool(service))
+    key, secret = await info.context.services.accounts.create_key(
+        organization,
+        name,
+        role,
+        bool(service),
+        caller(info),
+        expires_at=expires_at,
+        member_id=str(member_id) if member_id is not None else None,
+    )
     return CreatedApiKey(api_key=ApiKey.of(key), secret=secret)
 
 
 async def _revoke_api_key(info: Info, api_key_id: strawberry.ID) -> RevokeApiKeyResult:
     organization = await target(info)
-    row = await info.context.services.accounts.revoke(organization, str(api_key_id))
+    row = await info.context.services.accounts.revoke(organization, str(api_key_id), caller(info))
     return ApiKeyRevoked(api_key=ApiKey.of(row))
 
 
@@ -146,11 +197,22 @@ class MemberMutation:
         permission=Managers,
     )
     remove_member = mutation(
-        _remove_member, description="Remove a member and give their seat back.", permission=Managers
+        _remove_member,
+        description="Remove a member, revoke their keys and give their seat back (not the last "
+        "owner, nor a member whose role is above yours).",
+        permission=Managers,
+    )
+    change_member_role = mutation(
+        _change_member_role,
+        description="Give a member another role, at most yours; their keys above it are lowered "
+        "to it. The last owner cannot be demoted.",
+        permission=Managers,
     )
     create_api_key = mutation(
         _create_api_key,
-        description="Create an API key: a member key with a role, or a service key.",
+        description="Create an API key: a member key with a role at most yours (and at most its "
+        "member's; the key belongs to `memberId`, yours by default), or a service key. "
+        "`expiresAt` (optional) must be ahead.",
         permission=Managers,
     )
     revoke_api_key = mutation(

@@ -7,6 +7,7 @@ from graphql import ASTValidationRule
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
+    MaxTokensLimiter,
     ParserCache,
     ValidationCache,
     max_aliases,
@@ -15,15 +16,17 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from graph import billing, members, metering, stats, topups, usage
+from graph import audit, billing, live, members, metering, stats, topups, usage
 from graph.billing_mutations import BillingMutation
-from graph.errors import DomainErrorsInQueries, should_mask_error
+from graph.cost import QueryBudget
+from graph.errors import DomainErrorsInQueries, TallySchema, should_mask_error
 from graph.organization import build_organization_type, build_query
 from graph.scalars import SCALARS
 from limits import ResourceRegistry
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
+MAX_TOKENS = 2_000
 CACHE_SIZE = 256
 
 
@@ -36,13 +39,15 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
         query_depth_limiter.create_validator(max_depth, should_ignore=None),
         max_aliases.create_validator(MAX_ALIASES),
     ]
+    usage_type = usage.build_usage_type(registry)
     organization = build_organization_type(
         {
-            **usage.organization_fields(usage.build_usage_type(registry)),
+            **usage.organization_fields(usage_type),
             **stats.organization_fields(),
             **billing.organization_fields(),
             **members.organization_fields(),
             **topups.organization_fields(),
+            **audit.organization_fields(),
         }
     )
     query = build_query(organization)
@@ -50,14 +55,17 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
         "Mutation",
         (BillingMutation, metering.UsageMutation, members.MemberMutation, topups.TopUpMutation),
     )
-    return strawberry.Schema(
+    return TallySchema(
         query=query,
         mutation=mutation,
+        subscription=live.build_subscription(usage_type),
         config=StrawberryConfig(scalar_map=SCALARS),
         extensions=[
             lambda: ParserCache(maxsize=CACHE_SIZE),
             lambda: ValidationCache(maxsize=CACHE_SIZE),
             lambda: AddValidationRules(limits),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            QueryBudget,
             DomainErrorsInQueries,
             lambda: MaskErrors(should_mask_error=should_mask_error),
         ],

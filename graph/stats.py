@@ -15,6 +15,7 @@ from graph.billing import Money
 from graph.enums import Granularity
 from graph.permissions import Info
 from graph.scalars import BigInt
+from limits.stats import MAX_BUCKETS, MAX_RANGE
 from limits.stats import UsagePoint as StatsPoint
 from limits.stats import UsageShare as StatsShare
 from limits.stats import UsageStats as Stats
@@ -96,14 +97,28 @@ def _point(point: StatsPoint, currency: str) -> UsagePoint:
     )
 
 
+_FROM = (
+    "The start, rounded down to the hour: ISO 8601 with an offset (2026-11-28T00:00:00Z), "
+    "or without one (2026-11-28, 2026-11-28T09:00) for a local time in `timezone`."
+)
+_TO = f"The end (excluded), written like `from`: at most {MAX_RANGE.days} days after it."
+_GRANULARITY = f"The bucket size (default DAY): at most {MAX_BUCKETS} buckets in the range."
+_TIMEZONE = "An IANA time zone (default UTC) whose offset is a whole number of hours."
+
+
 async def _usage_stats(
     root: Parent[OrganizationRow],
     info: Info,
-    start: Annotated[dt.datetime, strawberry.argument(name="from")],
-    end: Annotated[dt.datetime, strawberry.argument(name="to")],
-    granularity: Granularity | None = Granularity.DAY,
-    timezone: str | None = "UTC",
-) -> UsageStats:
+    start: Annotated[dt.datetime, strawberry.argument(name="from", description=_FROM)],
+    end: Annotated[dt.datetime, strawberry.argument(name="to", description=_TO)],
+    granularity: Annotated[
+        Granularity | None, strawberry.argument(description=_GRANULARITY)
+    ] = Granularity.DAY,
+    timezone: Annotated[str | None, strawberry.argument(description=_TIMEZONE)] = "UTC",
+) -> UsageStats | None:
+    """Tokens and cost between `from` and `to`, bucketed in `timezone`; null, with an error
+    naming the argument and the limit, when they cannot be answered (the organization is
+    not nulled with it)."""
     timezone = timezone or "UTC"
     stats = await info.context.services.usage.statistics(
         root, resource="tokens", start=start, end=end,

@@ -279,9 +279,12 @@ _INSERT_EVENTS = text(
     "FROM json_populate_recordset(NULL::usage_events, CAST(:rows AS json)) "
     "ON CONFLICT (organization_id, idempotency_key) DO NOTHING RETURNING idempotency_key"
 )
+USAGE_CHANNEL = "tally_usage"
+"""The PostgreSQL channel told, at commit, the id of each organization whose usage changed."""
 _ADD_ROLLUPS = text(
+    f"WITH notified AS (SELECT pg_notify('{USAGE_CHANNEL}', CAST(:organization_id AS text))) "
     f"INSERT INTO usage_rollups ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} "
-    "FROM json_populate_recordset(NULL::usage_rollups, CAST(:rows AS json)) "
+    "FROM json_populate_recordset(NULL::usage_rollups, CAST(:rows AS json)), notified "
     "ON CONFLICT (organization_id, resource, hour, model, action) DO UPDATE SET "
     "amount = usage_rollups.amount + excluded.amount, "
     "cost_micros = usage_rollups.cost_micros + excluded.cost_micros, "
@@ -313,11 +316,14 @@ async def insert_events(session: AsyncSession, rows: Sequence[Mapping[str, Any]]
 
 
 async def add_rollups(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Add hourly totals to the rollups, creating rows as needed."""
+    """Add hourly totals to the rollups, creating rows as needed. On PostgreSQL the same
+    statement notifies `USAGE_CHANNEL` of the organization (delivered at commit, so only
+    committed usage is announced; no extra round trip). The rows are one organization's."""
     if not rows:
         return
     if _postgres(session):
-        await session.execute(_ADD_ROLLUPS, {"rows": _json_rows(rows)})
+        parameters = {"rows": _json_rows(rows), "organization_id": rows[0]["organization_id"]}
+        await session.execute(_ADD_ROLLUPS, parameters)
         return
     r = _rollups.c
     statement = dialect_insert(session)(_rollups)

@@ -3,17 +3,23 @@
 Nothing here scans raw events. Buckets are local to the requested time zone (days, weeks
 from Monday, months); since rollups are hourly, a zone whose offset is not a whole number
 of hours cannot be bucketed exactly and is refused.
+
+The work is bounded: a range is at most `MAX_RANGE` long and gives at most `MAX_BUCKETS`
+buckets, both checked by arithmetic before any bucket is enumerated; a big answer is
+assembled in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import ErrorCode, InvalidInput
@@ -21,6 +27,22 @@ from core.orgs import Organization
 from limits import repository
 
 MAX_BUCKETS = 2_000
+"""The most buckets one answer holds (2,000 hours is about 83 days by hour)."""
+MAX_RANGE = timedelta(days=3_660)
+"""The longest range statistics cover: about ten years."""
+FIRST_YEAR, LAST_YEAR = 1970, 9000
+"""The years `from` and `to` may fall in."""
+THREAD_ABOVE_ROWS = 2_000
+"""Answers assembled from more rollup rows than this are assembled in a worker thread."""
+
+_LONGEST_BUCKET = {
+    "hour": timedelta(hours=1),
+    "day": timedelta(hours=25),
+    "week": timedelta(days=7, hours=1),
+    "month": timedelta(days=31, hours=1),
+}
+"""The longest bucket of each granularity (a day may last 25 hours): a range holding more
+than `MAX_BUCKETS` of these is refused before its buckets are enumerated."""
 
 
 class Granularity(StrEnum):
@@ -142,11 +164,52 @@ async def usage_stats(
 ) -> UsageStats:
     """Statistics of `resource`; `start` and `end` are rounded down to the hour."""
     tz = zone(timezone)
-    if start.tzinfo is None or end.tzinfo is None:
-        raise StatsError("from and to need a time zone offset", "from")
-    start, end = floor_hour(start), floor_hour(end)
+    start, end = _instant(start, tz, "from"), _instant(end, tz, "to")
     if end <= start:
         raise StatsError("to must be at least an hour after from", "to")
+    if end - start > MAX_RANGE:
+        raise StatsError(
+            f"from {start.isoformat()} to {end.isoformat()} is over the longest range of "
+            f"{MAX_RANGE.days} days: ask for a shorter range",
+            "to",
+        )
+    if (end - start) // _LONGEST_BUCKET[granularity.value] > MAX_BUCKETS:
+        raise StatsError(
+            f"{granularity.value} buckets from {start.isoformat()} to {end.isoformat()} are "
+            f"over the limit of {MAX_BUCKETS} buckets: use a coarser granularity or a "
+            "shorter range",
+            "granularity",
+        )
+    rows = await repository.rollup_totals(
+        session, organization.id, resource, start, end, granularity.value, timezone
+    )
+    if len(rows) > THREAD_ABOVE_ROWS:
+        return await anyio.to_thread.run_sync(
+            _assemble, rows, start, end, granularity, tz, currency
+        )
+    return _assemble(rows, start, end, granularity, tz, currency)
+
+
+def _instant(value: datetime, tz: ZoneInfo, field: str) -> datetime:
+    """`value` rounded down to the hour, in UTC; a time without an offset (a date alone,
+    `2026-11-28`, is its midnight) is a local time in `tz`."""
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise StatsError(
+            f"{field} {value.isoformat()} is out of range: years {FIRST_YEAR} to {LAST_YEAR}",
+            field,
+        )
+    return floor_hour(value if value.tzinfo is not None else value.replace(tzinfo=tz))
+
+
+def _assemble(
+    rows: Sequence[Any],
+    start: datetime,
+    end: datetime,
+    granularity: Granularity,
+    tz: ZoneInfo,
+    currency: str,
+) -> UsageStats:
+    """The answer from the rollup rows (pure computation: it may run in a worker thread)."""
     buckets = list(_buckets(start, end, granularity, tz))
     if len(buckets) > MAX_BUCKETS:
         raise StatsError(
@@ -154,9 +217,6 @@ async def usage_stats(
             "granularity",
         )
     _check_whole_hours(tz, [start, end, *(b.replace(tzinfo=tz) for b in buckets)])
-    rows = await repository.rollup_totals(
-        session, organization.id, resource, start, end, granularity.value, timezone
-    )
     series: dict[datetime, list[int]] = {bucket: [0, 0] for bucket in buckets}
     models: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     actions: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])

@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import billing.models
+import core.audit.models
 import core.orgs.models
 import limits.models
 from core.config import Settings

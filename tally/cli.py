@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from core.errors import DomainError
 from core.resources import packaged_path
 from limits import PluginError, ResourceRegistry, create_plugin_manager
 from limits.hookspecs import PROJECT
-from tally.demo.seed import DemoKeys, ensure_demo
+from tally.demo.seed import DemoKeys, demo_keys_file, ensure_demo
 from tally.runtime import Runtime, build_runtime
 
 SCHEMA_FILE = packaged_path("graph", "schema.graphql")
@@ -48,10 +49,19 @@ class CommandError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tally", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="migrate, seed the demo when empty, and serve")
+    serve = commands.add_parser(
+        "serve", help="migrate and serve; with --demo, seed the demo when empty and print its page"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed the demo organization into an empty database and print its owner's page "
+        "address; its keys are kept in TALLY_DEMO_KEYS_FILE (default: beside the SQLite "
+        "database, or ./tally-demo-keys.json) and reused across restarts",
+    )
     commands.add_parser("migrate", help="bring the database to the newest schema")
     commands.add_parser("plans", help="list the plans and their limits")
     commands.add_parser("resources", help="list the limited resources and their plugins")
@@ -126,15 +136,19 @@ def _serve(runtime: Runtime, args: argparse.Namespace) -> None:
     if args.workers < 1:
         raise CommandError("--workers must be at least 1", 2)
     _migrate(runtime)
-    demo = asyncio.run(_seed_demo(runtime))
+    keys_file = demo_keys_file(
+        runtime.settings.database_url, os.environ.get("TALLY_DEMO_KEYS_FILE")
+    )
+    demo = asyncio.run(_seed_demo(runtime, keys_file)) if args.demo else None
     base = f"http://{args.host}:{args.port}"
     print(f"Tally on {base} (database {_safe_url(runtime.settings.database_url)})")
     print(f"GraphiQL: {base}/graphql")
     for warning in runtime.warnings:
         print(f"warning: {warning}")
     if demo is not None:
-        state = "seeded" if demo.created else "fresh keys issued"
-        print(f"Demo organization {demo.organization_id} ({state}):")
+        state = "seeded" if demo.created else "keys reused" if demo.reused else "new keys issued"
+        print(f"Demo organization {demo.organization_id} ({state}; keys kept in {keys_file}):")
+        print(f"  page:        {base}/#key={demo.owner_api_key}")
         print(f"  owner key:   {demo.owner_api_key}")
         print(f"  service key: {demo.service_api_key}")
         print(f'  GraphiQL headers: {{"Authorization": "Bearer {demo.owner_api_key}"}}')
@@ -149,9 +163,9 @@ def _serve(runtime: Runtime, args: argparse.Namespace) -> None:
     )
 
 
-async def _seed_demo(runtime: Runtime) -> DemoKeys | None:
+async def _seed_demo(runtime: Runtime, keys_file: Path) -> DemoKeys | None:
     try:
-        return await ensure_demo(runtime)
+        return await ensure_demo(runtime, keys_file)
     finally:
         await runtime.db.dispose()
 

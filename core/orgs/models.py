@@ -20,6 +20,18 @@ class Role(StrEnum):
     BILLING = "billing"
     MEMBER = "member"
 
+    @property
+    def rank(self) -> int:
+        """How much the role may do: owner 3, admin 2, billing 1, member 0."""
+        return _RANKS[self]
+
+    def at_most(self, other: Role) -> bool:
+        """Whether this role grants no more than `other`."""
+        return self.rank <= other.rank
+
+
+_RANKS = {Role.OWNER: 3, Role.ADMIN: 2, Role.BILLING: 1, Role.MEMBER: 0}
+
 
 class Organization(SQLModel, table=True):
     """A customer of the SaaS: the owner of limits, usage, members and invoices.
@@ -67,7 +79,10 @@ class Member(SQLModel, table=True):
 class ApiKey(SQLModel, table=True):
     """An API key: its secret is shown once and stored only as a SHA-256 hash.
 
-    A member key carries a role; a service key (`service=True`) carries the usage scope only.
+    A member key carries a role (at most its member's) and belongs to its member (`member_id`):
+    removing the member revokes it. A service key (`service=True`) carries the usage scope only
+    and belongs to the organization. A key past `expires_at` is refused; `last_used_at` is
+    written at most once a minute.
     """
 
     __tablename__ = "api_keys"
@@ -79,7 +94,10 @@ class ApiKey(SQLModel, table=True):
     name: str = Field(max_length=200)
     role: str | None = Field(default=None, max_length=20)
     service: bool = Field(default=False)
+    member_id: str | None = Field(default=None, max_length=32, index=True)
     prefix: str = Field(max_length=20)
     secret_hash: str = Field(max_length=64, unique=True)
     created_at: datetime = Field(sa_type=UtcDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -103,3 +103,59 @@ async def find_api_key_by_id(
         )
     )
     return result.scalar_one_or_none()
+
+
+async def touch_api_key(
+    session: AsyncSession, key_id: str, at: datetime, unless_after: datetime
+) -> None:
+    """Set the key's last use to `at` unless it is already later than `unless_after`."""
+    await session.execute(
+        update(ApiKey)
+        .where(
+            col(ApiKey.id) == key_id,
+            or_(col(ApiKey.last_used_at).is_(None), col(ApiKey.last_used_at) <= unless_after),
+        )
+        .values(last_used_at=at)
+    )
+
+
+async def list_api_keys(session: AsyncSession, organization_id: str) -> Sequence[ApiKey]:
+    """Every key of the organization, the newest first."""
+    result = await session.execute(
+        select(ApiKey)
+        .where(col(ApiKey.organization_id) == organization_id)
+        .order_by(col(ApiKey.created_at).desc(), col(ApiKey.id))
+    )
+    return result.scalars().all()
+
+
+async def revoke_member_keys(
+    session: AsyncSession, organization_id: str, member_id: str, at: datetime
+) -> list[str]:
+    """Revoke every live key of the member; the ids of the keys revoked."""
+    result = await session.execute(
+        update(ApiKey)
+        .where(
+            col(ApiKey.organization_id) == organization_id,
+            col(ApiKey.member_id) == member_id,
+            col(ApiKey.revoked_at).is_(None),
+        )
+        .values(revoked_at=at)
+        .returning(col(ApiKey.id))
+    )
+    return sorted(str(key_id) for key_id in result.scalars().all())
+
+
+async def lower_member_keys(
+    session: AsyncSession, organization_id: str, member_id: str, roles: Sequence[str], to: str
+) -> None:
+    """Give the member's keys holding one of `roles` the role `to` instead."""
+    await session.execute(
+        update(ApiKey)
+        .where(
+            col(ApiKey.organization_id) == organization_id,
+            col(ApiKey.member_id) == member_id,
+            col(ApiKey.role).in_(roles),
+        )
+        .values(role=to)
+    )

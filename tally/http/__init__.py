@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from tally.http import health, invoices, usage, webhooks
+from tally.http import health, invoices, page, usage, webhooks
 from tally.runtime import Runtime
 
 
@@ -15,4 +15,5 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         *usage.UsageApi(runtime).routes(),
         *invoices.routes(runtime.links),
         *webhooks.routes(runtime.webhooks),
+        *page.routes(),
     ]

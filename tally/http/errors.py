@@ -3,6 +3,10 @@
 `HttpError` is a failure of the transport (no key, a body too large, the database away); a
 `DomainError` is translated here, by its kind, and nowhere else. Both answer
 `{"error": {"code", "message"}}` with a fitting status.
+
+Only a database that cannot be reached (`core.db.is_connection_failure`) is a 503 with
+`Retry-After`; any other failure is a 500 whose log line carries the request's id (the
+`X-Request-Id` header of the answer). A client's error is logged as one line.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.db import is_connection_failure
 from core.errors import (
     Conflict,
     DomainError,
@@ -23,6 +30,7 @@ from core.errors import (
     Refused,
     Unavailable,
 )
+from graph.errors import REQUEST_ID_KEY
 
 log = logging.getLogger(__name__)
 
@@ -70,30 +78,90 @@ def status_of(error: DomainError) -> int:
     return next((status for kind, status in STATUS_OF_KIND if isinstance(error, kind)), 400)
 
 
-async def http_error(_: Request, error: Exception) -> Response:
+def request_id(request: Request) -> str:
+    """The id `tally.http.limits.RequestIds` gave the request ('-' without it)."""
+    return str(request.scope.get(REQUEST_ID_KEY, "-"))
+
+
+STATUS_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "BODY_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+async def http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HttpError)
+    log.info("request %s: %s %s: %s", request_id(request), error.status, error.code, error.message)
     return error_response(error.status, error.code, error.message, error.headers)
 
 
-async def domain_error(_: Request, error: Exception) -> Response:
+async def starlette_error(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (no such route, a wrong method) in the JSON of every route."""
+    assert isinstance(error, HTTPException)
+    status = error.status_code
+    code = STATUS_CODES.get(status, "HTTP_ERROR")
+    message = error.detail
+    if status == 405:
+        allowed = error.headers.get("Allow", "") if error.headers else ""
+        message = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+    elif status == 404:
+        message = f"no route {request.url.path}"
+    log.info("request %s: %s %s", request_id(request), status, message)
+    return error_response(status, code, message, dict(error.headers or {}))
+
+
+async def domain_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, DomainError)
-    return error_response(status_of(error), error.code, error.message)
+    status = status_of(error)
+    log.info("request %s: %s %s: %s", request_id(request), status, error.code, error.message)
+    retry_after = getattr(error, "retry_after_seconds", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return error_response(status, error.code, error.message, headers)
 
 
-async def database_away(_: Request, error: Exception) -> Response:
-    log.error("database unavailable: %s", error)
+async def database_error(request: Request, error: Exception) -> Response:
+    """503 with `Retry-After` when the database cannot be reached; any other database
+    failure is the server's: a 500, logged with its traceback."""
+    if is_connection_failure(error):
+        log.error("request %s: database unavailable: %s", request_id(request), error)
+        return error_response(
+            503,
+            "DATABASE_UNAVAILABLE",
+            "the database cannot be reached; retry shortly",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return internal_error(request, error)
+
+
+def internal_error(request: Request, error: BaseException) -> JSONResponse:
+    """The answer to a failure nobody expected: logged with the request id, a JSON 500."""
+    identifier = request_id(request)
+    log.error("request %s: unexpected error: %r", identifier, error, exc_info=error)
     return error_response(
-        503,
-        "DATABASE_UNAVAILABLE",
-        "the database cannot be reached; retry shortly",
-        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        500,
+        "INTERNAL_ERROR",
+        f"unexpected error; quote request id {identifier} when reporting it",
     )
 
 
 EXCEPTION_HANDLERS = {
     HttpError: http_error,
+    HTTPException: starlette_error,
     DomainError: domain_error,
-    DBAPIError: database_away,
-    OSError: database_away,
+    DBAPIError: database_error,
+    PoolTimeout: database_error,
+    OSError: database_error,
 }
 """The app's exception handlers: every route's failures answered in one way."""
+
+
+async def answer_unhandled(request: Request, error: Exception) -> Response:
+    """The answer to an exception raised outside the routes' handlers (in a middleware):
+    the handler of `EXCEPTION_HANDLERS` that fits it, else a logged JSON 500."""
+    for kind, handler in EXCEPTION_HANDLERS.items():
+        if isinstance(error, kind):
+            return await handler(request, error)
+    return internal_error(request, error)

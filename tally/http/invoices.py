@@ -1,8 +1,9 @@
 """Invoice documents behind the signed links the API hands out: a PDF download or an HTML
-page."""
+page. Rendering a PDF is CPU work: it runs in a worker thread, off the event loop."""
 
 from __future__ import annotations
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -25,8 +26,9 @@ def routes(links: InvoiceLinks) -> list[BaseRoute]:
         )
         if opened.format == "html":
             return HTMLResponse(render_html(opened.document), headers=NO_STORE)
+        pdf = await anyio.to_thread.run_sync(render_pdf, opened.document)
         return Response(
-            render_pdf(opened.document),
+            pdf,
             media_type="application/pdf",
             headers={
                 "Content-Disposition": f'attachment; filename="invoice-{opened.number}.pdf"',

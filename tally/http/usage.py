@@ -3,10 +3,16 @@
 Errors are JSON `{"error": {"code", "message"}}` with a fitting status. A batch is validated
 whole before anything is applied; a single event shares its transaction with concurrent
 ones of the same organization (group commit).
+
+Bad input is refused before anything else with a 400 naming the field (`events[2].amount`):
+text with a NUL or an invalid character anywhere in the body, an integer that is not a JSON
+integer (`graph.scalars.integer_problem`, the rule of GraphQL's `BigInt` too), a required
+field missing (naming a misspelt one). Bodies are capped by `tally.http.limits`.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,17 +23,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.auth import Principal, authenticate_with_organization, bearer_secret
+from core.auth import Principal
 from core.orgs import Organization
+from graph.scalars import bad_text_in, integer_problem, text_problem
 from limits import Decision, Reservation, UsageInput
 from limits.batcher import GroupCommitter
 from limits.service import DEFAULT_TTL_SECONDS
 from tally.http.errors import HttpError
+from tally.http.ratelimit import authenticated
 from tally.runtime import Runtime
 
-MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS = 1000
 _FIELDS = ("resource", "amount", "idempotency_key", "occurred_at")
+_RESERVATION_FIELDS = ("resource", "amount", "idempotency_key", "ttl_seconds")
 
 
 def _decision_json(decision: Decision) -> dict[str, Any]:
@@ -56,18 +64,40 @@ def _reservation_json(reservation: Reservation) -> dict[str, Any]:
 
 
 async def _json_body(request: Request) -> Any:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HttpError(413, "BODY_TOO_LARGE", f"the body is over {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            raise HttpError(413, "BODY_TOO_LARGE", f"the body is over {MAX_BODY_BYTES} bytes")
+    """The decoded JSON body (`{}` when empty); refused with a 400 naming the field when a
+    string in it holds a NUL or an invalid character. Its size is capped upstream."""
+    body = await request.body()
     try:
-        return json.loads(body) if body else {}
+        decoded = json.loads(body) if body else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise HttpError(400, "INVALID_JSON", f"the body is not valid JSON: {error}") from None
+    found = bad_text_in(decoded, "")
+    if found:
+        path, problem = found
+        raise HttpError(400, "INVALID_TEXT", f"{path.lstrip('.') or 'the body'} {problem}")
+    return decoded
+
+
+def _integer(value: Any, where: str) -> int:
+    """`value` when it is a JSON integer (the one rule of both APIs), else a 400."""
+    problem = integer_problem(value)
+    if problem is not None:
+        raise HttpError(400, "INVALID_AMOUNT", f"{where} {problem}")
+    number: int = value
+    return number
+
+
+def _missing(given: dict[str, Any], required: tuple[str, ...], known: tuple[str, ...]) -> str:
+    """What a body lacks, naming the given fields that look like misspellings of them."""
+    missing = [name for name in required if name not in given]
+    hints = []
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, missing, n=1, cutoff=0.7)
+            if close:
+                hints.append(f'unknown field "{name}": did you mean "{close[0]}"?')
+    needs = " and ".join(f'"{name}"' for name in missing)
+    return f"needs {needs}" + ("; " + "; ".join(hints) if hints else "")
 
 
 def _timestamp(value: Any, index: int) -> datetime | None:
@@ -96,15 +126,19 @@ def _usage_inputs(body: Any, *, keys_required: bool) -> list[UsageInput]:
     for index, event in enumerate(events):
         if not isinstance(event, dict):
             raise HttpError(400, "INVALID_BODY", f"events[{index}] must be an object")
-        if "resource" not in event or "amount" not in event:
-            raise HttpError(400, "INVALID_BODY", f"events[{index}] needs resource and amount")
+        required = ("resource", "amount", *(() if not keys_required else ("idempotency_key",)))
+        if any(name not in event for name in required[:2]):
+            raise HttpError(
+                400, "INVALID_BODY", f"events[{index}] {_missing(event, required, _FIELDS)}"
+            )
+        amount = _integer(event["amount"], f"events[{index}].amount")
         key = event.get("idempotency_key")
         if key is None and not keys_required:
             key = f"check:{uuid.uuid4().hex}"
         inputs.append(
             UsageInput(
                 resource=event["resource"],
-                amount=event["amount"],
+                amount=amount,
                 idempotency_key=key if key is not None else "",
                 occurred_at=_timestamp(event.get("occurred_at"), index),
                 attributes={k: v for k, v in event.items() if k not in _FIELDS},
@@ -134,12 +168,18 @@ class UsageApi:
 
     def _guard(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            async with self.runtime.db.read() as session:
-                found = await authenticate_with_organization(
-                    session, bearer_secret(request.headers.get("authorization"))
-                )
+            for name, value in request.path_params.items():
+                problem = text_problem(str(value))
+                if problem:
+                    raise HttpError(400, "INVALID_TEXT", f"the {name} in the path {problem}")
+            found = await authenticated(request, self.runtime)
             if found is None:
-                raise HttpError(401, "UNAUTHENTICATED", "a valid API key is required")
+                raise HttpError(
+                    401,
+                    "UNAUTHENTICATED",
+                    "a valid API key is required: send the header Authorization: Bearer <key>",
+                    {"WWW-Authenticate": "Bearer"},
+                )
             principal, organization = found
             if not principal.may_record_usage:
                 raise HttpError(
@@ -165,14 +205,19 @@ class UsageApi:
 
     async def reserve(self, request: Request, _: Principal, organization: Organization) -> Response:
         body = await _json_body(request)
-        if not isinstance(body, dict) or "resource" not in body or "amount" not in body:
-            raise HttpError(400, "INVALID_BODY", "a reservation needs resource, amount and "
-                           "idempotency_key (ttl_seconds optional)")  # fmt: skip
+        if not isinstance(body, dict):
+            raise HttpError(400, "INVALID_BODY", "a reservation is a JSON object")
+        if "resource" not in body or "amount" not in body:
+            required = ("resource", "amount", "idempotency_key")
+            raise HttpError(400, "INVALID_BODY", "a reservation "
+                           f"{_missing(body, required, _RESERVATION_FIELDS)} (ttl_seconds "
+                           "optional)")  # fmt: skip
+        amount = _integer(body["amount"], "amount")
         ttl = body.get("ttl_seconds", DEFAULT_TTL_SECONDS)
-        if isinstance(ttl, bool) or not isinstance(ttl, int):
-            raise HttpError(400, "INVALID_TTL", "ttl_seconds must be an integer")
+        if integer_problem(ttl) is not None:
+            raise HttpError(400, "INVALID_TTL", f"ttl_seconds {integer_problem(ttl)}")
         outcome = await self.runtime.usage.reserve(
-            organization, body["resource"], body["amount"],
+            organization, body["resource"], amount,
             ttl_seconds=ttl, idempotency_key=body.get("idempotency_key") or "",
         )  # fmt: skip
         answer = _decision_json(outcome.decision)
@@ -186,10 +231,14 @@ class UsageApi:
     async def commit(self, request: Request, _: Principal, organization: Organization) -> Response:
         body = await _json_body(request)
         if not isinstance(body, dict) or "amount" not in body:
-            raise HttpError(400, "INVALID_BODY", "a commit needs the actual amount")
+            given = body if isinstance(body, dict) else {}
+            raise HttpError(
+                400, "INVALID_BODY", f"a commit {_missing(given, ('amount',), ('amount',))}"
+            )
+        amount = _integer(body["amount"], "amount")
         attributes = {k: v for k, v in body.items() if k != "amount"}
         decision = await self.runtime.usage.commit(
-            organization, request.path_params["id"], body["amount"], attributes
+            organization, request.path_params["id"], amount, attributes
         )
         return JSONResponse(_decision_json(decision))
 

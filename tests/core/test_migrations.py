@@ -8,6 +8,7 @@ from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
 import billing.models
+import core.audit.models
 import core.orgs.models
 import limits.models
 from core.db import driver_url
@@ -15,7 +16,7 @@ from core.migrate import upgrade
 
 
 def test_models_and_migrations_agree(database_url: str) -> None:
-    assert billing.models and limits.models and core.orgs.models
+    assert billing.models and limits.models and core.orgs.models and core.audit.models
     upgrade(database_url)
     engine = create_engine(driver_url(database_url, asynchronous=False))
     try:

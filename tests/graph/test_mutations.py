@@ -534,8 +534,8 @@ async def test_the_last_owner_cannot_be_removed(
         "data": {
             "removeMember": {
                 "__typename": "InvalidInputError",
-                "code": "INVALID_INPUT",
-                "message": "the last owner cannot be removed",
+                "code": "LAST_OWNER",
+                "message": "the last owner cannot be removed; make another member owner first",
                 "field": "memberId",
             }
         }
@@ -548,7 +548,8 @@ async def test_the_last_owner_cannot_be_removed(
     assert await seats(client, account) == 2
     removed = await graphql(client, key, REMOVE, {"id": account.owner.id})
     assert removed["data"]["removeMember"]["__typename"] == "MemberRemoved"
-    assert await seats(client, account) == 1
+    gone = await graphql(client, key, "{ organization { id } }")
+    assert gone["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
 async def test_two_concurrent_invites_for_the_last_seat_yield_one_member(

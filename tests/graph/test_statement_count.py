@@ -79,6 +79,7 @@ async def test_the_page_query_costs_the_same_with_1_or_20_members(
     await grow(runtime, small, members=1, invoices=1)
     await grow(runtime, large, members=20, invoices=5)
     await page_statements(runtime, client, small)
+    await page_statements(runtime, client, large)
     few = await page_statements(runtime, client, small)
     many = await page_statements(runtime, client, large)
     body = await graphql(client, large.owner_api_key, "{ organization { members { id } } }")

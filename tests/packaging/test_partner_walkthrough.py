@@ -171,7 +171,7 @@ def test_tally_resources_lists_the_partner_resource(walkthrough: Walkthrough) ->
     assert commands == [
         'export TALLY_PLANS="$PWD/plans.toml"',
         ".venv/bin/tally resources",
-        ".venv/bin/tally serve",
+        ".venv/bin/tally serve --demo",
     ]
     listed = walkthrough.tally(".venv/bin/tally resources")
     assert listed.returncode == 0, listed.stderr
@@ -216,7 +216,7 @@ def test_the_served_resource_records_usage_and_shows_its_meter(
     stdout, stderr = walkthrough.directory / "serve.out", walkthrough.directory / "serve.err"
     with stdout.open("w") as out, stderr.open("w") as err:
         server = subprocess.Popen(
-            [*_in_venv(".venv/bin/tally serve", walkthrough.venv), "--port", str(port)],
+            [*_in_venv(".venv/bin/tally serve --demo", walkthrough.venv), "--port", str(port)],
             cwd=walkthrough.directory,
             env=walkthrough.env(),
             stdout=out,

@@ -141,22 +141,91 @@ def last_28_days() -> dict[str, str]:
     return {"from": (today - timedelta(days=28)).isoformat(), "to": today.isoformat()}
 
 
-def test_serve_seeds_the_demo_and_answers_the_page_query(empty_database_url: str) -> None:
-    port = free_port()
-    env = {**os.environ, "TALLY_DATABASE_URL": empty_database_url}
+def _start_serve(
+    database_url: str, port: int, *args: str, keys_file: Path | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """`tally serve` started, and its output up to "Uvicorn running"."""
+    env = {**os.environ, "TALLY_DATABASE_URL": database_url}
+    if keys_file is not None:
+        env["TALLY_DEMO_KEYS_FILE"] = str(keys_file)
     server = subprocess.Popen(
-        [sys.executable, "-m", "tally.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "tally.cli", "serve", "--port", str(port), *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    assert server.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        lines.append(line)
+        if "Uvicorn running" in line or not line:
+            break
+    return server, lines
+
+
+def _stop(server: subprocess.Popen[str]) -> None:
+    server.terminate()
+    server.wait(timeout=20)
+    if server.stdout is not None:
+        server.stdout.close()
+
+
+def test_serve_without_demo_seeds_nothing_and_prints_no_key(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "keys.json"
+    server, lines = _start_serve(empty_database_url, free_port(), keys_file=keys_file)
     try:
-        assert server.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = server.stdout.readline()
-            lines.append(line)
-            if "Uvicorn running" in line or not line:
-                break
+        output = "".join(lines)
+        assert "Uvicorn running" in output, output
+        assert "owner key" not in output and "#key=" not in output, output
+    finally:
+        _stop(server)
+    assert organizations(empty_database_url) == 0
+    assert not keys_file.exists()
+
+
+def test_serve_demo_keeps_its_keys_across_restarts(empty_database_url: str, tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    port = free_port()
+    server, lines = _start_serve(empty_database_url, port, "--demo", keys_file=keys_file)
+    _stop(server)
+    first = "".join(lines)
+    page = re.search(rf"page: +http://127\.0\.0\.1:{port}/#key=(tally_\S+)$", first, re.M)
+    assert page is not None, first
+    assert keys_file.stat().st_mode & 0o777 == 0o600
+    kept = json.loads(keys_file.read_text())
+    assert kept["owner_api_key"] == page.group(1)
+    server, lines = _start_serve(empty_database_url, port, "--demo", keys_file=keys_file)
+    try:
+        again = "".join(lines)
+        assert "keys reused" in again, again
+        assert f"/#key={page.group(1)}" in again
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/graphql", json={"query": "{ organization { name } }"},
+            headers={"Authorization": f"Bearer {page.group(1)}"}, timeout=10,
+        )  # fmt: skip
+        assert response.json()["data"]["organization"]["name"] == "Acme Shop"
+    finally:
+        _stop(server)
+    keys_file.unlink()
+    server, lines = _start_serve(empty_database_url, port, "--demo", keys_file=keys_file)
+    _stop(server)
+    third = "".join(lines)
+    assert "new keys issued" in third, third
+    assert page.group(1) not in third
+    assert json.loads(keys_file.read_text())["owner_api_key"] != page.group(1)
+    assert organizations(empty_database_url) == 1
+
+
+def test_serve_seeds_the_demo_and_answers_the_page_query(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    server, lines = _start_serve(
+        empty_database_url, port, "--demo", keys_file=tmp_path / "keys.json"
+    )
+    try:
         output = "".join(lines)
         assert f"GraphiQL: http://127.0.0.1:{port}/graphql" in output, output
         key = next(line.split()[-1] for line in lines if "owner key:" in line)
