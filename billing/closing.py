@@ -12,6 +12,7 @@ from billing import dunning, ledger_repository, plan_history, repository
 from billing.catalog import Catalog, CatalogError, Plan
 from billing.models import Invoice, Subscription
 from billing.provider import BillingProvider, PeriodClose
+from core import audit
 from core.db import Database
 from core.errors import DomainError
 from core.orgs import Organization
@@ -128,6 +129,7 @@ async def _start_next_period(
 ) -> None:
     """What takes effect when `ended` ends: the scheduled plan, a cancellation. Idempotent."""
     scheduled = await ledger_repository.scheduled_change(session, organization.id)
+    before = organization.plan_id
     if scheduled is not None and scheduled.effective_at <= ended.end:
         organization.plan_id = scheduled.to_plan_id
         scheduled.status = "applied"
@@ -140,8 +142,27 @@ async def _start_next_period(
         organization.plan_id = subscription.pending_plan_id
         await plan_history.record(session, organization.id, organization.plan_id, ended.end)
         subscription.pending_plan_id = None
+    if organization.plan_id != before:
+        await audit.record(
+            session,
+            organization.id,
+            "plan.changed",
+            at=ended.end,
+            subject=scheduled.id if scheduled is not None else None,
+            before={"plan_id": before},
+            after={"plan_id": organization.plan_id, "effective_at": ended.end},
+        )
     if subscription.cancel_at_period_end and subscription.status != "canceled":
+        prior = subscription.status
         dunning.set_status(organization, subscription, "canceled", ended.end, timedelta(0))
+        await audit.record(
+            session,
+            organization.id,
+            "subscription.canceled",
+            at=ended.end,
+            before={"status": prior},
+            after={"status": "canceled", "canceled_at": ended.end},
+        )
     await repository.add(session, organization, subscription)
 
 

@@ -1,5 +1,6 @@
 """Signed, expiring links to invoices: a link names one organization's invoice and opens
-nothing else; any worker can check it, as they share the key."""
+nothing else; any worker can check it, as they share the key. Links are absolute, on
+TALLY_PUBLIC_URL (never the Host header of the request that asked for them)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from billing import ledger_repository, repository
 from billing.invoicing import stored_document
 from billing.local import InvoiceDocument
 from core.clock import Clock
+from core.config import DEFAULT_PUBLIC_URL
 from core.db import Database
 from core.errors import ErrorCode, NotFound, Refused
 from core.ids import new_secret
@@ -47,9 +49,16 @@ class InvoiceLinks:
     """Makes and checks invoice links. The key is TALLY_SECRET_KEY, or else one generated
     once and kept in the database, loaded on first use."""
 
-    def __init__(self, db: Database, clock: Clock, secret_key: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        secret_key: str | None = None,
+        public_url: str = DEFAULT_PUBLIC_URL,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.public_url = public_url.rstrip("/")
         self._key = secret_key.encode() if secret_key else None
 
     async def key(self) -> bytes:
@@ -62,11 +71,11 @@ class InvoiceLinks:
         return self._key
 
     async def url(self, organization_id: str, invoice_id: str, fmt: Format) -> str:
-        """The path and query of a link valid for LINK_TTL."""
+        """An absolute link on the public URL, valid for LINK_TTL."""
         expires = int((self.clock.now() + LINK_TTL).timestamp())
-        signature = self._sign(await self.key(), organization_id, invoice_id, fmt, expires)
+        signature = await self.signature("invoice", organization_id, invoice_id, fmt, expires)
         query = urlencode({"org": organization_id, "expires": expires, "signature": signature})
-        return f"{PATH}/{invoice_id}/{fmt}?{query}"
+        return f"{self.public_url}{PATH}/{invoice_id}/{fmt}?{query}"
 
     async def check(
         self, invoice_id: str, fmt: str, org: str | None, expires: str | None, signature: str | None
@@ -76,7 +85,7 @@ class InvoiceLinks:
         kind: Format = "pdf" if fmt == "pdf" else "html"
         if not org or not expires or not signature or not expires.isdigit():
             raise Refused(ErrorCode.INVALID_LINK, "this invoice link is incomplete")
-        expected = self._sign(await self.key(), org, invoice_id, kind, int(expires))
+        expected = await self.signature("invoice", org, invoice_id, kind, int(expires))
         if not hmac.compare_digest(expected, signature):
             raise Refused(ErrorCode.INVALID_LINK, "this invoice link is not valid")
         if int(expires) < self.clock.now().timestamp():
@@ -97,8 +106,10 @@ class InvoiceLinks:
             raise NotFound.of("invoice")
         return OpenedDocument(target.format, invoice.number, stored_document(invoice))
 
-    @staticmethod
-    def _sign(key: bytes, organization_id: str, invoice_id: str, fmt: Format, expires: int) -> str:
-        message = f"invoice|{organization_id}|{invoice_id}|{fmt}|{expires}".encode()
-        digest = hmac.new(key, message, hashlib.sha256).digest()
+    async def signature(self, subject: str, *parts: str | int) -> str:
+        """The HMAC-SHA256 of `subject` and `parts` under the shared signing key, URL-safe and
+        unpadded: every signed link of Tally (invoices, data exports) is signed with it, each
+        under its own subject so that no link can be passed off as another kind."""
+        message = "|".join([subject, *map(str, parts)]).encode()
+        digest = hmac.new(await self.key(), message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")

@@ -27,6 +27,8 @@ class Rate:
 DEFAULT_KEY_RATE = Rate(5_000, 10_000)
 DEFAULT_ORGANIZATION_RATE = Rate(10_000, 20_000)
 DEFAULT_ORGANIZATION_CONCURRENCY = 32
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class Settings:
     key_rate: Rate | None = DEFAULT_KEY_RATE
     organization_rate: Rate | None = DEFAULT_ORGANIZATION_RATE
     organization_concurrency: int = DEFAULT_ORGANIZATION_CONCURRENCY
+    public_url: str = DEFAULT_PUBLIC_URL
+    graphiql: bool = True
+    cors_origins: tuple[str, ...] = ()
 
     def missing_seller_identity(self) -> list[str]:
         """The variables of the seller's identity an invoice needs that are not set."""
@@ -121,7 +126,47 @@ class Settings:
             key_rate=_rate(env, "TALLY_RATE_LIMIT_KEY", DEFAULT_KEY_RATE),
             organization_rate=_rate(env, "TALLY_RATE_LIMIT_ORG", DEFAULT_ORGANIZATION_RATE),
             organization_concurrency=_concurrency(env),
+            public_url=_public_url(env),
+            graphiql=_switch(env, "TALLY_GRAPHIQL", True),
+            cors_origins=_origins(env),
         )
+
+
+def _public_url(env: Mapping[str, str]) -> str:
+    """TALLY_PUBLIC_URL: the address clients reach Tally at, for the links it hands out."""
+    value = env.get("TALLY_PUBLIC_URL", "").strip().rstrip("/")
+    if not value:
+        return DEFAULT_PUBLIC_URL
+    scheme, _, rest = value.partition("://")
+    if scheme not in ("http", "https") or not rest or any(c in rest for c in "?#@ "):
+        raise ConfigError(
+            f"TALLY_PUBLIC_URL must be an http(s) address like https://tally.example.com, "
+            f"not {value!r}"
+        )
+    return value
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in ("0", "1", "true", "false", "on", "off"):
+        raise ConfigError(f"{name} must be 1 or 0, not {value!r}")
+    return value in ("1", "true", "on")
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    """TALLY_CORS_ORIGINS: comma-separated origins (scheme://host[:port]) allowed to call the
+    API from a browser, or `*` for any; none by default."""
+    value = env.get("TALLY_CORS_ORIGINS", "").strip()
+    origins = tuple(item.strip().rstrip("/") for item in value.split(",") if item.strip())
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                "TALLY_CORS_ORIGINS must be comma-separated origins like "
+                f"https://app.example.com,http://localhost:3000 (or *), not {origin!r}"
+            )
+    return origins
 
 
 def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate | None:

@@ -199,15 +199,14 @@ class InvoiceConnection:
 
 async def invoice_node(row: InvoiceRow, info: Info, locale: str = DEFAULT_LOCALE) -> Invoice:
     """An invoice with its links: signed links to Tally's own documents for a local invoice
-    (absolute, on the host the request came to), the provider's for a mirrored one."""
+    (absolute, on TALLY_PUBLIC_URL), the provider's for a mirrored one."""
     today = info.context.services.billing.clock.now().date()
     if row.document is None:
         return Invoice.of(row, row.pdf_url, row.hosted_url, today, locale)
     links = info.context.services.links
-    base = str(info.context.request.base_url).rstrip("/")
     pdf = await links.url(row.organization_id, row.id, "pdf")
     html = await links.url(row.organization_id, row.id, "html")
-    return Invoice.of(row, base + pdf, base + html, today, locale)
+    return Invoice.of(row, pdf, html, today, locale)
 
 
 async def _plan(root: Parent[OrganizationRow], info: Info) -> Plan:

@@ -16,7 +16,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from graph import audit, billing, live, members, metering, stats, topups, usage
+from graph import audit, billing, gdpr, live, members, metering, stats, topups, usage
 from graph.billing_mutations import BillingMutation
 from graph.cost import QueryBudget
 from graph.errors import DomainErrorsInQueries, TallySchema, should_mask_error
@@ -53,7 +53,13 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
     query = build_query(organization)
     mutation = merge_types(
         "Mutation",
-        (BillingMutation, metering.UsageMutation, members.MemberMutation, topups.TopUpMutation),
+        (
+            BillingMutation,
+            metering.UsageMutation,
+            members.MemberMutation,
+            topups.TopUpMutation,
+            gdpr.GdprMutation,
+        ),
     )
     return TallySchema(
         query=query,

@@ -19,6 +19,7 @@ from core.errors import ErrorCode, Unavailable
 from core.orgs import Organization
 from limits.engine import KEY_RACE_RETRIES, LimitEngine
 from limits.ledger import KeyRace
+from limits.metrics import GROUP_SIZE, count_decisions
 from limits.types import Decision, PreparedEvent
 
 MAX_BATCH = 500
@@ -92,6 +93,8 @@ class GroupCommitter:
                         if not waiting.answer.done():
                             waiting.answer.set_exception(error)
                     continue
+                GROUP_SIZE.observe(len(batch))
+                count_decisions(decisions)
                 for waiting, decision in zip(batch, decisions, strict=True):
                     if not waiting.answer.done():
                         waiting.answer.set_result(decision)

@@ -16,6 +16,7 @@ from core.errors import ErrorCode
 from core.orgs import Organization
 from limits import repository
 from limits.engine import LimitEngine
+from limits.metrics import count_decisions
 from limits.models import UsageAlert
 from limits.periods import GAUGE_EPOCH
 from limits.stats import Granularity, UsageStats, usage_stats
@@ -53,7 +54,9 @@ class UsageService:
     ) -> list[Decision]:
         """A decision per event, in order; all validated before any is applied."""
         async with self.db.write() as session:
-            return await self.engine.record(session, organization, inputs)
+            decisions = await self.engine.record(session, organization, inputs)
+        count_decisions(decisions)
+        return decisions
 
     async def consume(
         self,
@@ -100,9 +103,11 @@ class UsageService:
     ) -> Decision:
         """A reservation turned into usage of `amount`."""
         async with self.db.write() as session:
-            return await self.engine.commit(
+            decision = await self.engine.commit(
                 session, organization, reservation_id, amount, attributes_of(attributes)
             )
+        count_decisions([decision])
+        return decision
 
     async def release(self, organization: Organization, reservation_id: str) -> Reservation:
         """A reservation given back."""

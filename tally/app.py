@@ -1,5 +1,7 @@
-"""The ASGI app: /graphql (GraphiQL on GET; subscriptions over graphql-transport-ws on the same
-path), /v1 (usage hot path), /healthz, billing's invoice links and /webhooks/stripe."""
+"""The ASGI app: /graphql (GraphiQL on GET unless TALLY_GRAPHIQL=0; subscriptions over
+graphql-transport-ws on the same path), /v1 (usage hot path), /healthz, /metrics, billing's
+invoice links and /webhooks/stripe; security headers, CORS, request ids, JSON access lines and
+request metrics at the edge."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.extensions import AddValidationRules
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -21,10 +25,17 @@ from graph.live import KeyWatch, LiveContext, authenticate_connection
 from graph.schema import build_schema
 from limits.notify import UsageHub
 from tally import http
+from tally.http import metrics, security
 from tally.http.errors import EXCEPTION_HANDLERS
 from tally.http.limits import BodyLimits, RequestIds
 from tally.http.ratelimit import RateLimits, authenticated
+from tally.logging import RequestLogContext
 from tally.runtime import Runtime, build_runtime
+
+
+def no_introspection() -> AddValidationRules:
+    """Refuses `__schema` and `__type` (TALLY_GRAPHIQL=0)."""
+    return AddValidationRules([NoSchemaIntrospectionCustomRule])
 
 
 class TallyGraphQL(GraphQL[TallyContext, None]):
@@ -32,9 +43,12 @@ class TallyGraphQL(GraphQL[TallyContext, None]):
     `LiveContext`, authenticated from its `connection_init` payload."""
 
     def __init__(self, runtime: Runtime) -> None:
+        schema = build_schema(runtime.engine.registry)
+        if not runtime.settings.graphiql:
+            schema.extensions = (*schema.extensions, no_introspection)
         super().__init__(
-            build_schema(runtime.engine.registry),
-            graphql_ide="graphiql",
+            schema,
+            graphql_ide="graphiql" if runtime.settings.graphiql else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
         self.runtime = runtime
@@ -72,16 +86,22 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
         finally:
             await graphql.hub.stop()
             await runtime.db.dispose()
+            metrics.process_exited()
 
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             *http.routes(runtime),
+            *metrics.routes(runtime.db),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
+            Middleware(security.SecurityHeaders),
             Middleware(RequestIds),
+            Middleware(RequestLogContext),
+            Middleware(metrics.RequestMetrics, db=runtime.db),
+            security.cors(runtime.settings.cors_origins),
             Middleware(BodyLimits),
             Middleware(RateLimits, runtime=runtime),
         ],

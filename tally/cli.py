@@ -7,7 +7,9 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
@@ -30,6 +32,8 @@ from core.resources import packaged_path
 from limits import PluginError, ResourceRegistry, create_plugin_manager
 from limits.hookspecs import PROJECT
 from tally.demo.seed import DemoKeys, demo_keys_file, ensure_demo
+from tally.http.metrics import MULTIPROCESS_DIR
+from tally.logging import log_config
 from tally.runtime import Runtime, build_runtime
 
 SCHEMA_FILE = packaged_path("graph", "schema.graphql")
@@ -141,8 +145,10 @@ def _serve(runtime: Runtime, args: argparse.Namespace) -> None:
     )
     demo = asyncio.run(_seed_demo(runtime, keys_file)) if args.demo else None
     base = f"http://{args.host}:{args.port}"
+    os.environ.setdefault("TALLY_PUBLIC_URL", base)
     print(f"Tally on {base} (database {_safe_url(runtime.settings.database_url)})")
-    print(f"GraphiQL: {base}/graphql")
+    if runtime.settings.graphiql:
+        print(f"GraphiQL: {base}/graphql")
     for warning in runtime.warnings:
         print(f"warning: {warning}")
     if demo is not None:
@@ -153,14 +159,31 @@ def _serve(runtime: Runtime, args: argparse.Namespace) -> None:
         print(f"  service key: {demo.service_api_key}")
         print(f'  GraphiQL headers: {{"Authorization": "Bearer {demo.owner_api_key}"}}')
     sys.stdout.flush()
-    uvicorn.run(
-        "tally.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level="info",
-    )
+    metrics_dir = _metrics_dir(args.workers)
+    try:
+        uvicorn.run(
+            "tally.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="info",
+            log_config=log_config(),
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """With several workers, a fresh directory where each writes its /metrics figures
+    (PROMETHEUS_MULTIPROC_DIR, read by the workers at start); the directory to remove after."""
+    if workers < 2 or os.environ.get(MULTIPROCESS_DIR):
+        return None
+    directory = tempfile.mkdtemp(prefix="tally-metrics-")
+    os.environ[MULTIPROCESS_DIR] = directory
+    return directory
 
 
 async def _seed_demo(runtime: Runtime, keys_file: Path) -> DemoKeys | None:

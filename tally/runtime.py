@@ -146,7 +146,7 @@ def build_runtime(
         taxes=taxes,
         provider=provider,
         plan_changes=plan_changes,
-        links=InvoiceLinks(db, clock, settings.secret_key),
+        links=InvoiceLinks(db, clock, settings.secret_key, settings.public_url),
         webhooks=Webhooks(
             db,
             EventContext(

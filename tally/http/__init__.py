@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from tally.http import health, invoices, page, usage, webhooks
+from tally.http import exports, health, invoices, page, usage, webhooks
 from tally.runtime import Runtime
 
 
@@ -14,6 +14,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         *health.routes(runtime.db),
         *usage.UsageApi(runtime).routes(),
         *invoices.routes(runtime.links),
+        *exports.routes(runtime),
         *webhooks.routes(runtime.webhooks),
         *page.routes(),
     ]

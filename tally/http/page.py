@@ -12,26 +12,9 @@ from starlette.staticfiles import StaticFiles
 
 WEB_PACKAGE = ("tally", "web")
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' data:",
-        "style-src 'self'",
-        "script-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
-"""Only this origin: the page works offline and a fragment's key cannot leak to a third party."""
-
-PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-cache",
-}
+PAGE_HEADERS = {"Cache-Control": "no-cache"}
+"""Its Content-Security-Policy (this origin only) and security headers come from
+`tally.http.security`, the one place for them."""
 
 
 def page_html() -> str:

@@ -11,6 +11,7 @@ from billing import plan_history, repository
 from billing.closing import ClosedPeriod, close_all_periods, waiting_period
 from billing.models import Invoice
 from billing.provider import Timing
+from core.audit import repository as audit_repository
 from core.clock import FrozenClock
 from core.orgs import Organization
 from limits import UsageInput
@@ -82,6 +83,13 @@ async def organization_of(runtime: Runtime, organization_id: str) -> Organizatio
 async def invoices(runtime: Runtime, organization_id: str) -> list[Invoice]:
     async with runtime.db.read() as session:
         return list(await repository.list_invoices(session, organization_id, 100))
+
+
+async def audited(runtime: Runtime, organization_id: str) -> list[tuple[str, object, object]]:
+    """The organization's audit entries, oldest first: (action, before, after)."""
+    async with runtime.db.read() as session:
+        entries = await audit_repository.page(session, organization_id, 100, None)
+    return [(entry.action, entry.before, entry.after) for entry in reversed(entries)]
 
 
 async def use_tokens(
@@ -162,6 +170,11 @@ async def test_a_scheduled_change_takes_effect_at_the_period_end_before_billing(
         assert await plan_history.plan_at(session, organization_id, APRIL_1) == "meter"
         before = APRIL_1 - timedelta(microseconds=1)
         assert await plan_history.plan_at(session, organization_id, before) == "meter-plus"
+    assert (await audited(runtime, organization_id))[-1] == (
+        "plan.changed",
+        {"plan_id": "meter-plus"},
+        {"plan_id": "meter", "effective_at": APRIL_1.isoformat()},
+    )
     clock.set(APRIL_1 + GRACE)
     [closed] = await close(runtime, organization_id)
     assert (closed.plan_id, closed.switched_plan) == ("meter", True)
@@ -227,6 +240,11 @@ async def test_cancellation_at_period_end_stops_usage_and_billing(
     assert (subscription.status, subscription.canceled_at) == ("canceled", APRIL_1)
     assert organization.usage_suspended_from == APRIL_1
     assert len(await invoices(runtime, organization_id)) == 1
+    assert (await audited(runtime, organization_id))[-1] == (
+        "subscription.canceled",
+        {"status": "active"},
+        {"status": "canceled", "canceled_at": APRIL_1.isoformat()},
+    )
 
 
 async def test_an_organization_that_cannot_be_closed_does_not_stop_the_others(

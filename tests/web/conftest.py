@@ -77,6 +77,10 @@ class Server:
     backend: str
     workers: int
     log: Path
+    writer: str = ""
+    """Where usage is written from outside the browser: on PostgreSQL a second `tally serve`
+    process on the same database (so a write reaches the page only through LISTEN/NOTIFY
+    across processes); on SQLite the same server."""
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The `data` of an operation run with the owner's key; fails on GraphQL errors."""
@@ -93,9 +97,9 @@ class Server:
         return data
 
     def record(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """POST /v1/usage with the service key on a fresh connection; the results."""
+        """POST /v1/usage with the service key on a fresh connection to `writer`; the results."""
         response = httpx.post(
-            f"{self.base}/v1/usage",
+            f"{self.writer or self.base}/v1/usage",
             json={"events": events},
             headers={"Authorization": f"Bearer {self.service_key}"},
             timeout=30,
@@ -104,23 +108,29 @@ class Server:
         results: list[dict[str, Any]] = response.json()["results"]
         return results
 
-    def has_subscription(self, name: str) -> bool:
-        """True when the served schema has this subscription field."""
-        data = self.graphql("{ __schema { subscriptionType { fields { name } } } }")
-        fields = (data["__schema"]["subscriptionType"] or {}).get("fields") or []
-        return any(item["name"] == name for item in fields)
 
-
-def _serve_command(port: int, workers: int) -> list[str]:
+def _serve_command(port: int, workers: int, demo: bool = True) -> list[str]:
     command = [sys.executable, "-m", "tally.cli", "serve", "--port", str(port)]
-    command += ["--workers", str(workers)]
-    help_text = subprocess.run(
-        [sys.executable, "-m", "tally.cli", "serve", "--help"],
-        capture_output=True, text=True, timeout=60, check=False,
-    ).stdout  # fmt: skip
-    if "--demo" in help_text:
-        command.append("--demo")
-    return command
+    return command + ["--workers", str(workers)] + (["--demo"] if demo else [])
+
+
+def _start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A `tally serve` process, once its /healthz answers (its output in `log_path`)."""
+    port = command[command.index("--port") + 1]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail("tally serve exited: " + log_path.read_text())
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    pytest.fail("tally serve did not start: " + log_path.read_text())
 
 
 def _demo_keys(log: str) -> tuple[str, str]:
@@ -143,33 +153,27 @@ def server(
         url, drop = create_postgres_database(request.getfixturevalue("postgres_admin_url"))
         workers = 2
     env = {**os.environ, "TALLY_DATABASE_URL": url}
+    env["TALLY_DEMO_KEYS_FILE"] = str(directory / "demo-keys.json")
     env.pop("TALLY_PLANS", None)
     port = free_port()
     log_path = directory / "server.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        _serve_command(port, workers), env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
+    processes = []
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail("tally serve exited: " + log_path.read_text())
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("tally serve did not start: " + log_path.read_text())
+        processes.append(_start(_serve_command(port, workers), env, log_path))
         owner, service = _demo_keys(log_path.read_text())
-        yield Server(base, owner, service, request.param, workers, log_path)
+        served = Server(
+            f"http://127.0.0.1:{port}", owner, service, request.param, workers, log_path
+        )
+        if request.param == "postgresql":
+            other = free_port()
+            command = _serve_command(other, 1, demo=False)
+            processes.append(_start(command, env, directory / "writer.log"))
+            served.writer = f"http://127.0.0.1:{other}"
+        yield served
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
         if drop:
             drop()
 

@@ -9,8 +9,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import pytest
-
 from tests.web.conftest import TIMEZONE, Server, Watch, artifact
 
 METERS = ["tokens", "documents", "agents", "seats"]
@@ -275,8 +273,6 @@ def test_readable_at_375_and_1440_pixels(page: Any, server: Server) -> None:
 
 
 def test_a_crossed_threshold_shows_a_notice_without_reloading(page: Any, server: Server) -> None:
-    if not server.has_subscription("usageChanged"):
-        pytest.skip("the server has no usageChanged subscription yet (issue 10, live meters)")
     tokens = server.graphql("{ organization { usage { tokens { used limit } } } }")
     meter = tokens["organization"]["usage"]["tokens"]
     amount = meter["limit"] * 8 // 10 - meter["used"] + 1
@@ -305,8 +301,6 @@ def _wait_for_tokens(page: Any, used: int) -> float:
 def test_usage_recorded_outside_moves_the_tokens_meter_within_2_seconds(
     page: Any, server: Server, watch: Watch
 ) -> None:
-    if not server.has_subscription("usageChanged"):
-        pytest.skip("the server has no usageChanged subscription yet (issue 10, live meters)")
     page.wait_for_timeout(500)  # the subscription is open
     delays = []
     for _ in range(20):

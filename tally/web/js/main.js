@@ -117,6 +117,14 @@ const PURCHASE_TOPUP = `
   }
 `;
 
+const EXPORT_DATA = `
+  mutation { exportOrganizationData {
+    __typename
+    ... on OrganizationExport { url }
+    ... on Error { message }
+  } }
+`;
+
 const STATUS_TEXT = {
   TRIALING: "Trial",
   ACTIVE: "Active",
@@ -157,6 +165,7 @@ class OrganizationPage {
     $("#cancel-scheduled").addEventListener("click", () => this.cancelScheduledChange());
     $("#settings-form").addEventListener("submit", (event) => this.saveSettings(event));
     $("#confirm-topup").addEventListener("click", () => this.confirmTopUp());
+    $("#export-data").addEventListener("click", () => this.exportData());
     this.buildSettingsForm();
     if (currentKey()) this.load();
     else this.askForKey();
@@ -572,6 +581,20 @@ class OrganizationPage {
     try {
       const result = (await graphql(PORTAL, { returnUrl })).createBillingPortalSession;
       if (result.__typename === "BillingPortalSession") {
+        window.location.assign(result.url);
+      } else {
+        this.notice(result.message, "info");
+      }
+    } catch (error) {
+      this.notice(error.message, "error");
+    }
+  }
+
+  /** Asks for the organization's data export (owners only) and downloads it. */
+  async exportData() {
+    try {
+      const result = (await graphql(EXPORT_DATA)).exportOrganizationData;
+      if (result.__typename === "OrganizationExport") {
         window.location.assign(result.url);
       } else {
         this.notice(result.message, "info");
