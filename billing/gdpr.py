@@ -13,9 +13,8 @@ stay as issued, as the law requires.
 
 from __future__ import annotations
 
-import hmac
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +31,7 @@ from core import audit
 from core.audit.log import jsonable
 from core.clock import Clock
 from core.db import Database
-from core.errors import ErrorCode, InvalidInput, NotFound, Refused
+from core.errors import ErrorCode, InvalidInput, NotFound
 from core.orgs import Organization
 from core.orgs import repository as orgs_repository
 
@@ -106,7 +105,7 @@ class GdprService:
         now = self.clock.now()
         expires_at = now + EXPORT_TTL
         expires = int(expires_at.timestamp())
-        signature = await self._signature(organization_id, expires)
+        signature = await self.links.signature("export", organization_id, expires)
         async with self.db.write() as session:
             await audit.record(
                 session,
@@ -123,20 +122,16 @@ class GdprService:
     ) -> str:
         """The organization a link opens; Refused when it is incomplete, tampered with or
         expired."""
-        if not organization_id or not expires or not signature or not expires.isdigit():
-            raise Refused(ErrorCode.INVALID_LINK, "this export link is incomplete")
-        expected = await self._signature(organization_id, int(expires))
-        if not _same(expected, signature):
-            raise Refused(ErrorCode.INVALID_LINK, "this export link is not valid")
-        if int(expires) < self.clock.now().timestamp():
-            raise Refused(
-                ErrorCode.LINK_EXPIRED,
-                "this export link has expired: ask for a new export (exportOrganizationData)",
-            )
+        await self.links.verify(
+            "export",
+            "export",
+            organization_id,
+            expires=expires,
+            signature=signature,
+            renew="ask for a new export (exportOrganizationData)",
+        )
+        assert organization_id is not None
         return organization_id
-
-    async def _signature(self, organization_id: str, expires: int) -> str:
-        return await self.links.signature("export", organization_id, expires)
 
     async def archive(self, organization_id: str) -> AsyncIterator[bytes]:
         """The organization's archive as JSON, in chunks; NotFound when it does not exist
@@ -175,52 +170,50 @@ class GdprService:
         for name, value in small.items():
             yield f", {json.dumps(name)}: {_encode(value)}".encode()
         yield b', "invoices": ['
-        async for chunk in _items(self._invoices(organization_id)):
+        invoices = self._paged(
+            lambda session, after: repository.list_invoices(
+                session, organization_id, PAGE_SIZE, after
+            ),
+            lambda row: (row.issued_on, row.id),
+        )
+        async for chunk in _items(invoices):
             yield chunk
         yield b'], "audit_log": ['
-        async for chunk in _items(self._audit_entries(organization_id)):
+        entries = self._paged(
+            lambda session, after: gdpr_repository.audit_entries_page(
+                session, organization_id, after, PAGE_SIZE
+            ),
+            lambda row: row.id,
+        )
+        async for chunk in _items(entries):
             yield chunk
         yield b'], "usage_events": ['
-        async for chunk in _items(self._usage_events(organization_id)):
+        events = self._paged(
+            lambda session, after: gdpr_repository.usage_events_page(
+                session, organization_id, after, PAGE_SIZE
+            ),
+            lambda row: row.idempotency_key,
+        )
+        async for chunk in _items(events):
             yield chunk
         yield b"]}\n"
 
-    async def _invoices(self, organization_id: str) -> AsyncIterator[dict[str, Any]]:
-        after: tuple[Any, str] | None = None
+    async def _paged(
+        self,
+        fetch: Callable[[AsyncSession, Any], Awaitable[Sequence[Any]]],
+        cursor: Callable[[Any], Any],
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Rows `fetch(session, after)` gives PAGE_SIZE at a time, each page in its own short
+        read, `after` being `cursor` of the last row of the page before."""
+        after: Any = None
         while True:
             async with self.db.read() as session:
-                rows = await repository.list_invoices(session, organization_id, PAGE_SIZE, after)
+                rows = await fetch(session, after)
             for row in rows:
                 yield row_data(row)
             if len(rows) < PAGE_SIZE:
                 return
-            after = (rows[-1].issued_on, rows[-1].id)
-
-    async def _audit_entries(self, organization_id: str) -> AsyncIterator[dict[str, Any]]:
-        after: int | None = None
-        while True:
-            async with self.db.read() as session:
-                rows = await gdpr_repository.audit_entries_page(
-                    session, organization_id, after, PAGE_SIZE
-                )
-            for row in rows:
-                yield row_data(row)
-            if len(rows) < PAGE_SIZE:
-                return
-            after = rows[-1].id
-
-    async def _usage_events(self, organization_id: str) -> AsyncIterator[dict[str, Any]]:
-        after: str | None = None
-        while True:
-            async with self.db.read() as session:
-                rows = await gdpr_repository.usage_events_page(
-                    session, organization_id, after, PAGE_SIZE
-                )
-            for row in rows:
-                yield row_data(row)
-            if len(rows) < PAGE_SIZE:
-                return
-            after = rows[-1].idempotency_key
+            after = cursor(rows[-1])
 
     async def delete_organization(self, organization_id: str, confirm: str) -> Erasure:
         """Erase the organization's personal data and close its account, in one transaction
@@ -302,7 +295,3 @@ async def _items(items: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     async for item in items:
         yield ((b"" if first else b", ") + _encode(item).encode())
         first = False
-
-
-def _same(expected: str, given: str) -> bool:
-    return hmac.compare_digest(expected.encode(), given.encode())

@@ -83,16 +83,38 @@ class InvoiceLinks:
         if fmt not in ("pdf", "html"):
             raise NotFound.of("invoice document")
         kind: Format = "pdf" if fmt == "pdf" else "html"
-        if not org or not expires or not signature or not expires.isdigit():
-            raise Refused(ErrorCode.INVALID_LINK, "this invoice link is incomplete")
-        expected = await self.signature("invoice", org, invoice_id, kind, int(expires))
-        if not hmac.compare_digest(expected, signature):
-            raise Refused(ErrorCode.INVALID_LINK, "this invoice link is not valid")
-        if int(expires) < self.clock.now().timestamp():
-            raise Refused(
-                ErrorCode.LINK_EXPIRED, "this invoice link has expired: open the invoice list again"
-            )
+        await self.verify(
+            "invoice",
+            "invoice",
+            org,
+            invoice_id,
+            kind,
+            expires=expires,
+            signature=signature,
+            renew="open the invoice list again",
+        )
+        assert org is not None
         return LinkTarget(org, invoice_id, kind)
+
+    async def verify(
+        self,
+        what: str,
+        subject: str,
+        *parts: str | None,
+        expires: str | None,
+        signature: str | None,
+        renew: str,
+    ) -> None:
+        """Accept a signed link: Refused with INVALID_LINK unless `signature` is `subject`'s
+        signature over `parts` and `expires`, with LINK_EXPIRED once `expires` has passed
+        (`renew` says how to get a fresh link); `what` names the link in the messages."""
+        if not all(parts) or not expires or not signature or not expires.isdigit():
+            raise Refused(ErrorCode.INVALID_LINK, f"this {what} link is incomplete")
+        expected = await self.signature(subject, *(str(part) for part in parts), int(expires))
+        if not hmac.compare_digest(expected, signature):
+            raise Refused(ErrorCode.INVALID_LINK, f"this {what} link is not valid")
+        if int(expires) < self.clock.now().timestamp():
+            raise Refused(ErrorCode.LINK_EXPIRED, f"this {what} link has expired: {renew}")
 
     async def open(
         self, invoice_id: str, fmt: str, org: str | None, expires: str | None, signature: str | None

@@ -100,7 +100,7 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
             Middleware(security.SecurityHeaders),
             Middleware(RequestIds),
             Middleware(RequestLogContext),
-            Middleware(metrics.RequestMetrics, db=runtime.db),
+            Middleware(metrics.RequestObserver, db=runtime.db),
             security.cors(runtime.settings.cors_origins),
             Middleware(BodyLimits),
             Middleware(RateLimits, runtime=runtime),

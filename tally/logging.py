@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from graph.errors import REQUEST_ID_KEY
-from tally.http.metrics import route_of
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("tally_request_id", default=None)
 """The id of the request being answered, if any."""
-access = logging.getLogger("tally.access")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
@@ -68,8 +65,8 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
 
 class RequestLogContext:
     """Makes the request's id (set in the scope by `RequestIds`) part of every log line
-    written while the request is answered, and writes one access line per request (method,
-    path, route template, status, milliseconds) on the `tally.access` logger."""
+    written while the request is answered (the access line included: `RequestObserver` writes
+    it inside this middleware)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -80,29 +77,7 @@ class RequestLogContext:
             await self.app(scope, receive, send)
             return
         token = REQUEST_ID.set(identifier)
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, receive, send)
         finally:
-            access.info(
-                "%s %s %d",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "route": route_of(scope),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                },
-            )
             REQUEST_ID.reset(token)

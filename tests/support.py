@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from billing.accounts import OpenedAccount, create_api_key
 from core.orgs import Role
@@ -77,3 +84,46 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running `tally serve`: its base URL, its process and the file holding its output."""
+
+    base: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextmanager
+def tally_serve(
+    env: Mapping[str, str], log: Path, *args: str, workers: int = 1, seconds: float = 90
+) -> Iterator[Served]:
+    """A real `tally serve --workers N` (and `args`, e.g. "--demo") on a free port, yielded once
+    its /healthz answers (the test fails with its output if it never does); terminated when
+    the block ends."""
+    port = free_port()
+    command = [sys.executable, "-m", "tally.cli", "serve", "--port", str(port)]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [*command, "--workers", str(workers), *args],
+            env=dict(env), stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    served = Served(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + seconds
+        while not _healthy(served.base):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("tally serve did not start: " + log.read_text())
+            time.sleep(0.1)
+        yield served
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -12,6 +12,7 @@ process's own registry is answered.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -37,6 +38,7 @@ MULTIPROCESS = bool(os.environ.get(MULTIPROCESS_DIR))
 """Whether figures go to the shared directory: decided when prometheus-client is first
 imported, as its values are."""
 UNMATCHED = "unmatched"
+access = logging.getLogger("tally.access")
 
 HTTP_REQUESTS = Counter(
     "tally_http_requests",
@@ -92,8 +94,10 @@ def process_exited() -> None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
-class RequestMetrics:
-    """Counts HTTP requests and times them by route template; samples the pool on the way."""
+class RequestObserver:
+    """Observes every HTTP answer once: counts and times it by route template, writes its
+    access line (method, path, route, status, milliseconds) on the `tally.access` logger, and
+    samples the database pool."""
 
     def __init__(self, app: ASGIApp, db: Database) -> None:
         self.app = app
@@ -116,9 +120,23 @@ class RequestMetrics:
             await self.app(scope, receive, recording_send)
         finally:
             route, method = route_of(scope), scope["method"]
+            seconds = time.perf_counter() - started
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            HTTP_LATENCY.labels(method, route).observe(seconds)
             observe_pool(self.db)
+            access.info(
+                "%s %s %d",
+                method,
+                scope["path"],
+                status,
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
+            )
 
 
 def routes(db: Database) -> list[BaseRoute]:

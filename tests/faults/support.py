@@ -7,16 +7,13 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
@@ -25,7 +22,7 @@ from core.config import Settings
 from core.migrate import upgrade
 from tally.runtime import build_runtime
 from tests.conftest import REQUIRE_POSTGRES
-from tests.support import free_port
+from tests.support import free_port, tally_serve
 
 PLANS = """
 [plans.metered]
@@ -62,27 +59,14 @@ def serve(database_url: str, directory: Path, workers: int) -> Iterator[Tally]:
     env = tally_env(database_url, directory)
     upgrade(database_url)
     account = asyncio.run(_open_organization(database_url, directory / "plans.toml"))
-    port = free_port()
-    log_path = directory / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tally.cli", "serve", "--port", str(port),
-             "--workers", str(workers)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        tally = Tally(
-            f"http://127.0.0.1:{port}",
-            process,
+    with tally_serve(env, directory / "server.log", workers=workers, seconds=60) as served:
+        yield Tally(
+            served.base,
+            served.process,
             account.organization.id,
             account.service_api_key,
-            log_path,
+            served.log,
         )
-        try:
-            wait_until_healthy(tally)
-            yield tally
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 async def _open_organization(database_url: str, plans: Path) -> OpenedAccount:
@@ -96,18 +80,6 @@ async def _open_organization(database_url: str, plans: Path) -> OpenedAccount:
         return opened
     finally:
         await runtime.db.dispose()
-
-
-def wait_until_healthy(tally: Tally, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{tally.base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    pytest.fail("the server did not start: " + tally.log.read_text())
 
 
 def worker_pids(master: int) -> list[int]:

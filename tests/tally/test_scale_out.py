@@ -8,7 +8,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import create_postgres_database
-from tests.support import free_port
+from tests.support import tally_serve
 
 pytestmark = pytest.mark.anyio
 
@@ -42,28 +41,10 @@ def server(postgres_admin_url: str, tmp_path: Path) -> Iterator[tuple[str, str, 
         env=env, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     keys = json.loads(created.stdout)
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tally.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not start: " + (tmp_path / "server.log").read_text())
-        yield base, keys["service_api_key"], keys["owner_api_key"]
+        with tally_serve(env, tmp_path / "server.log", workers=2, seconds=60) as served:
+            yield served.base, keys["service_api_key"], keys["owner_api_key"]
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
         drop()
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import create_postgres_database
-from tests.support import free_port
+from tests.support import tally_serve
 
 CHROMIUM = Path(os.environ.get("TALLY_CHROMIUM", "/usr/bin/chromium"))
 REQUIRE_BROWSER = os.environ.get("TALLY_REQUIRE_BROWSER") == "1"
@@ -109,30 +107,6 @@ class Server:
         return results
 
 
-def _serve_command(port: int, workers: int, demo: bool = True) -> list[str]:
-    command = [sys.executable, "-m", "tally.cli", "serve", "--port", str(port)]
-    return command + ["--workers", str(workers)] + (["--demo"] if demo else [])
-
-
-def _start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """A `tally serve` process, once its /healthz answers (its output in `log_path`)."""
-    port = command[command.index("--port") + 1]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail("tally serve exited: " + log_path.read_text())
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.terminate()
-    pytest.fail("tally serve did not start: " + log_path.read_text())
-
-
 def _demo_keys(log: str) -> tuple[str, str]:
     owner = re.search(r"owner key:\s*(\S+)", log, re.IGNORECASE) or re.search(r"#key=([\w-]+)", log)
     service = re.search(r"service key:\s*(\S+)", log, re.IGNORECASE)
@@ -155,25 +129,17 @@ def server(
     env = {**os.environ, "TALLY_DATABASE_URL": url}
     env["TALLY_DEMO_KEYS_FILE"] = str(directory / "demo-keys.json")
     env.pop("TALLY_PLANS", None)
-    port = free_port()
     log_path = directory / "server.log"
-    processes = []
     try:
-        processes.append(_start(_serve_command(port, workers), env, log_path))
-        owner, service = _demo_keys(log_path.read_text())
-        served = Server(
-            f"http://127.0.0.1:{port}", owner, service, request.param, workers, log_path
-        )
-        if request.param == "postgresql":
-            other = free_port()
-            command = _serve_command(other, 1, demo=False)
-            processes.append(_start(command, env, directory / "writer.log"))
-            served.writer = f"http://127.0.0.1:{other}"
-        yield served
+        with ExitStack() as running:
+            page = running.enter_context(tally_serve(env, log_path, "--demo", workers=workers))
+            owner, service = _demo_keys(log_path.read_text())
+            served = Server(page.base, owner, service, request.param, workers, log_path)
+            if request.param == "postgresql":
+                writer = running.enter_context(tally_serve(env, directory / "writer.log"))
+                served.writer = writer.base
+            yield served
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
         if drop:
             drop()
 

@@ -11,7 +11,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +27,7 @@ from tally.runtime import Runtime
 from tests.billing.stripe.support import WEBHOOK_SECRET, signed_event
 from tests.billing.test_invoicing import APRIL_1, INVOICES, close
 from tests.conftest import OpenOrg, create_postgres_database
-from tests.support import free_port, graphql
+from tests.support import graphql, tally_serve
 
 pytestmark = pytest.mark.anyio
 
@@ -358,29 +357,11 @@ def two_workers(postgres_admin_url: str, tmp_path: Path) -> Iterator[tuple[str, 
         env=env, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     key = json.loads(created.stdout)["service_api_key"]
-    port = free_port()
     log_path = tmp_path / "server.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tally.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not start: " + log_path.read_text())
-        yield base, key, log_path
+        with tally_serve(env, log_path, workers=2, seconds=60) as served:
+            yield served.base, key, log_path
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
         drop()
 
 

@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import create_postgres_database
-from tests.support import SMALL_PLANS, free_port
+from tests.support import SMALL_PLANS, tally_serve
 
 pytestmark = pytest.mark.anyio
 
@@ -61,31 +61,13 @@ def server(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         )
         for name in ("Watched", "Other", "Bursty", "Revoked")
     ]  # fmt: skip
-    port = free_port()
-    log_path = directory / "server.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tally.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
+        with tally_serve(env, directory / "server.log", workers=2, seconds=60) as served:
+            deadline = time.monotonic() + 60
+            while _listeners(url) < 2 and time.monotonic() < deadline:
                 time.sleep(0.2)
-        else:
-            pytest.fail("the server did not start: " + log_path.read_text())
-        while _listeners(url) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        yield Server(base, url, organizations)
+            yield Server(served.base, url, organizations)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
         drop()
 
 
