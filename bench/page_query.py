@@ -5,7 +5,8 @@ read from that file) and an owner key, under `wrk -t2 -cC -dSs` (bench/post.lua)
 `tally serve --workers 2` on a fresh PostgreSQL database with one organization (create-org).
 The comparison, in the same run and on the same server, alternating with the page: the
 minimal Strawberry query `{ __typename }` with the same key (authentication and the GraphQL
-pipeline, no resolver). Every answer must be 200 without "errors", else it exits 1.
+pipeline, no resolver); target: the page at >= 0.5 of it. Then the RSS of each `tally serve`
+worker (target <= 150 MB). Every answer must be 200 without "errors", else it exits 1.
 
 Run (from the repository root; PostgreSQL at TALLY_BENCH_POSTGRES; wrk installed when missing):
 
@@ -21,10 +22,21 @@ import json
 import sys
 
 import httpx
-from harness import ROOT, check, deployment, main_guard, median, say
+from harness import (
+    ROOT,
+    check,
+    deployment,
+    load_average,
+    main_guard,
+    median,
+    say,
+    target,
+    worker_rss,
+)
 from wrk import WrkResult, ensure_wrk, run_wrk
 
 MINIMAL = "{ __typename }"
+TARGET_RATIO = 0.5
 
 
 def page_query() -> str:
@@ -39,11 +51,13 @@ def page_query() -> str:
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=32)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3, help="measured runs (default 3)")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk -d per run (default 10)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk -c (default 32)")
     return parser.parse_args()
 
 
@@ -57,7 +71,8 @@ def run() -> None:
     with deployment("page") as bench:
         org = bench.create_org("Bench page", "ecommerce-enterprise")
         key = org["owner_api_key"]
-        with bench.tally_server() as base:
+        with bench.tally_process() as tally:
+            base = tally.base
             headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
             answer = httpx.post(f"{base}/graphql", content=page, headers=headers).json()
             check(
@@ -94,6 +109,7 @@ def run() -> None:
                     f"(p99 {minimals[-1].p99_ms:.1f} ms) | ratio "
                     f"{pages[-1].requests_per_s / minimals[-1].requests_per_s:.3f}"
                 )
+            rss = worker_rss(tally)
     ratios = [p.requests_per_s / m.requests_per_s for p, m in zip(pages, minimals, strict=True)]
     load_text = f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s"
     print(
@@ -109,7 +125,10 @@ def run() -> None:
         f"  {MINIMAL} on the same server: {median([m.requests_per_s for m in minimals]):,.0f}"
         f" req/s, p99 {median([m.p99_ms for m in minimals]):.1f} ms"
     )
-    print(f"  ratio page / minimal: {median(ratios):.3f}")
+    print("  " + target("ratio page / minimal", median(ratios), TARGET_RATIO))
+    for line in rss:
+        print(f"  {line}")
+    print(f"  {load_average()}")
 
 
 if __name__ == "__main__":

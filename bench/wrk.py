@@ -1,6 +1,6 @@
 """wrk for the HTTP benchmarks: installed from Debian's packages when missing, run with a Lua
 script from bench/, and its report parsed (throughput, latency percentiles, errors, and the
-`lua: name=N ...` counters the scripts print when done)."""
+`lua: name=N ...` counters and `lua note: ...` lines the scripts print when done)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ class WrkResult:
     p99_ms: float
     errors: int
     lua: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -91,4 +92,5 @@ def run_wrk(
         p99_ms=_ms(_find(r"^\s+99%\s+(\S+)", out).group(1)),
         errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
         lua={key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", lua)},
+        notes=re.findall(r"^lua note: (.*)$", out, re.MULTILINE),
     )

@@ -23,6 +23,7 @@ from core.errors import ErrorCode, InvalidInput
 from core.orgs import ApiKey, Member, Organization, Role
 from core.orgs import repository as orgs_repository
 from limits import LimitEngine, LimitExceeded
+from limits import repository as usage_repository
 
 OWNER_KEY_NAME = "owner key"
 SERVICE_KEY_NAME = "service key"
@@ -129,6 +130,7 @@ async def open_account(
         locale=chosen_locale,
     )
     await orgs_repository.add(session, organization)
+    await usage_repository.add_organization_ref(session, organization.id)
     await billing_repository.add(session, _subscription(organization, plan, now))
     await plan_history.record(session, organization.id, plan.id, now)
     try:

@@ -34,6 +34,7 @@ from core.db import Database
 from core.errors import ErrorCode, InvalidInput, NotFound
 from core.orgs import Organization
 from core.orgs import repository as orgs_repository
+from limits.models import UsageEventRow
 
 EXPORT_TTL = timedelta(hours=24)
 EXPORT_PATH = "/exports/organization"
@@ -70,6 +71,13 @@ def row_data(row: SQLModel, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """A table row as JSON-ready data, without the columns named in `exclude`."""
     data: dict[str, Any] = jsonable(row.model_dump(exclude=set(exclude)))
     return data
+
+
+def event_data(event: UsageEventRow, organization_id: str) -> dict[str, Any]:
+    """A usage event as the archive gives it: its organization's id, its attributes whole (the
+    row keeps `model` and `action` in their columns only), none of the storage's keys."""
+    data = row_data(event, exclude={"organization_ref", "epoch", "attributes"})
+    return {"organization_id": organization_id, **data, "attributes": event.all_attributes()}
 
 
 def redact(value: Any) -> Any:
@@ -193,6 +201,7 @@ class GdprService:
                 session, organization_id, after, PAGE_SIZE
             ),
             lambda row: row.idempotency_key,
+            lambda row: event_data(row, organization_id),
         )
         async for chunk in _items(events):
             yield chunk
@@ -202,15 +211,17 @@ class GdprService:
         self,
         fetch: Callable[[AsyncSession, Any], Awaitable[Sequence[Any]]],
         cursor: Callable[[Any], Any],
+        data: Callable[[Any], dict[str, Any]] = row_data,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Rows `fetch(session, after)` gives PAGE_SIZE at a time, each page in its own short
-        read, `after` being `cursor` of the last row of the page before."""
+        """Rows `fetch(session, after)` gives PAGE_SIZE at a time (as `data` of each), each
+        page in its own short read, `after` being `cursor` of the last row of the page
+        before."""
         after: Any = None
         while True:
             async with self.db.read() as session:
                 rows = await fetch(session, after)
             for row in rows:
-                yield row_data(row)
+                yield data(row)
             if len(rows) < PAGE_SIZE:
                 return
             after = cursor(rows[-1])

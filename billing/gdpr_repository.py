@@ -13,20 +13,31 @@ from sqlmodel import col
 
 from billing.models import PlanChange, PlanHistory, TopUpPurchase
 from core.audit import AuditEntry
+from core.auth_cache import forget_on_commit
 from core.orgs import ApiKey
-from limits.models import UsageEventRow
+from limits.models import OrganizationRef, UsageEventRow
 
 
 async def usage_events_page(
     session: AsyncSession, organization_id: str, after_key: str | None, limit: int
 ) -> Sequence[UsageEventRow]:
     """Up to `limit` usage events of the organization in idempotency-key order, after the key
-    `after_key` (keyset paging on the unique index, so no page costs more than the first)."""
-    statement = select(UsageEventRow).where(col(UsageEventRow.organization_id) == organization_id)
+    `after_key` (keyset paging on the table's key, so no page costs more than the first)."""
+    e = UsageEventRow.__table__.c  # type: ignore[attr-defined]
+    statement = select(UsageEventRow).where(e.organization_ref == _ref(organization_id))
     if after_key is not None:
-        statement = statement.where(col(UsageEventRow.idempotency_key) > after_key)
-    statement = statement.order_by(col(UsageEventRow.idempotency_key)).limit(limit)
+        statement = statement.where(e.idempotency_key > after_key)
+    statement = statement.order_by(e.idempotency_key).limit(limit)
     return (await session.execute(statement)).scalars().all()
+
+
+def _ref(organization_id: str) -> Any:
+    """The organization's `OrganizationRef` (how usage events name it), as a subquery."""
+    return (
+        select(col(OrganizationRef.ref))
+        .where(col(OrganizationRef.organization_id) == organization_id)
+        .scalar_subquery()
+    )
 
 
 async def plan_history(session: AsyncSession, organization_id: str) -> Sequence[PlanHistory]:
@@ -71,18 +82,20 @@ async def audit_entries_page(
 
 
 async def clear_event_attributes(session: AsyncSession, organization_id: str) -> int:
-    """Empty the attributes of every usage event of the organization; how many had some."""
-    empty: dict[str, Any] = {}
+    """Erase the attributes of every usage event of the organization; how many had some
+    (events without any keep their rows untouched)."""
+    e = UsageEventRow.__table__.c  # type: ignore[attr-defined]
     result = await session.execute(
         update(UsageEventRow)
-        .where(col(UsageEventRow.organization_id) == organization_id)
-        .values(attributes=empty)
+        .where(e.organization_ref == _ref(organization_id), e.attributes.is_not(None))
+        .values(attributes=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def revoke_all_keys(session: AsyncSession, organization_id: str, at: datetime) -> int:
     """Revoke every key of the organization not revoked yet; how many."""
+    forget_on_commit(session, organization_id)
     result = await session.execute(
         update(ApiKey)
         .where(col(ApiKey.organization_id) == organization_id, col(ApiKey.revoked_at).is_(None))

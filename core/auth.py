@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import class_mapper, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_dict
 
+from core.auth_cache import KeyAccess, KeyCache
+from core.clock import Clock
+from core.db import Database
 from core.ids import new_secret
 from core.orgs import repository
 from core.orgs.models import ApiKey, Organization, Role
@@ -87,7 +94,7 @@ def bearer_secret(authorization: str | None) -> str | None:
     return secret.strip()
 
 
-def _principal(key: ApiKey) -> Principal:
+def _principal(key: KeyAccess) -> Principal:
     return Principal(
         organization_id=key.organization_id,
         api_key_id=key.id,
@@ -99,38 +106,79 @@ def _principal(key: ApiKey) -> Principal:
     )
 
 
-def is_live(key: ApiKey, at: datetime | None) -> bool:
-    """Neither revoked nor past its expiry at `at` (now when None)."""
+def _organization(key: KeyAccess) -> Organization:
+    """The key's organization as a row of its own, built as the ORM builds a row it loads (no
+    `__init__`) and detached, as if read by a session that closed: a request may change its
+    copy without touching another's."""
+    organization: Organization = class_mapper(Organization).class_manager.new_instance()
+    instance_dict(organization).update(key.organization)
+    make_transient_to_detached(organization)
+    return organization
+
+
+def is_live(key: KeyAccess, at: datetime) -> bool:
+    """Neither revoked nor past its expiry at `at`."""
     if key.revoked_at is not None:
         return False
-    return key.expires_at is None or (at or datetime.now(UTC)) < key.expires_at
+    return key.expires_at is None or at < key.expires_at
 
 
 async def authenticate(
     session: AsyncSession, secret: str | None, *, at: datetime | None = None
 ) -> Principal | None:
-    """The principal of a live key at `at` (now when None), or None for no key, an unknown
-    key, a revoked or an expired one."""
+    """The principal of a live key at `at` (now when None), read now (no cache), or None for
+    no key, an unknown key, a revoked or an expired one."""
     if not secret or not secret.startswith(SECRET_PREFIX):
         return None
-    key = await repository.find_api_key(session, hash_secret(secret))
-    if key is None or not is_live(key, at):
+    key = await repository.find_key_access(session, hash_secret(secret))
+    if key is None or not is_live(key, at or datetime.now(UTC)):
         return None
     return _principal(key)
 
 
-async def authenticate_with_organization(
-    session: AsyncSession, secret: str | None, *, at: datetime | None = None
-) -> tuple[Principal, Organization] | None:
-    """Like `authenticate`, with the key's organization, in one statement."""
-    if not secret or not secret.startswith(SECRET_PREFIX):
-        return None
-    found = await repository.find_api_key_with_organization(session, hash_secret(secret))
-    if found is None or not is_live(found[0], at):
-        return None
-    return _principal(found[0]), found[1]
+class Authenticator:
+    """Turns a request's secret into its principal and organization, for one process.
 
+    A key is read with its organization in one statement and kept `cache_seconds` in a
+    `KeyCache` (see `core.auth_cache` for what drops it sooner); its expiry is checked at
+    every request against the clock. A key's last use is written at most once a minute.
+    """
 
-async def record_use(session: AsyncSession, principal: Principal, at: datetime) -> None:
-    """Write the key's last use, unless another request wrote it in the last minute."""
-    await repository.touch_api_key(session, principal.api_key_id, at, at - LAST_USE_EVERY)
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        cache_seconds: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.cache = KeyCache(cache_seconds, monotonic=monotonic)
+
+    async def authenticate(self, secret: str | None) -> tuple[Principal, Organization] | None:
+        """The principal of a live key and its organization, or None for no key, an unknown
+        key, a revoked or an expired one."""
+        if not secret or not secret.startswith(SECRET_PREFIX):
+            return None
+        secret_hash = hash_secret(secret)
+        entry = self.cache.get(secret_hash)
+        if entry is None:
+            generation = self.cache.generation
+            async with self.db.read() as session:
+                key = await repository.find_key_access(session, secret_hash)
+            if key is None:
+                return None
+            entry = self.cache.put(secret_hash, key, generation)
+        if not is_live(entry.access, self.clock.now()):
+            return None
+        return _principal(entry.access), _organization(entry.access)
+
+    async def record_use(self, principal: Principal, at: datetime) -> None:
+        """Write the key's last use, unless it was written in the last minute (by this
+        process, as it knows, or by another, as the conditional update checks)."""
+        known = self.cache.last_used_at(principal.api_key_id) or principal.last_used_at
+        if not replace(principal, last_used_at=known).use_to_record(at):
+            return
+        self.cache.note_use(principal.api_key_id, at)
+        async with self.db.write() as session:
+            await repository.touch_api_key(session, principal.api_key_id, at, at - LAST_USE_EVERY)

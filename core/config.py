@@ -28,6 +28,9 @@ DEFAULT_KEY_RATE = Rate(5_000, 10_000)
 DEFAULT_ORGANIZATION_RATE = Rate(10_000, 20_000)
 DEFAULT_ORGANIZATION_CONCURRENCY = 32
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+DEFAULT_EVENT_RETENTION_DAYS = 400
+DEFAULT_AUTH_CACHE_SECONDS = 2.0
+MAX_AUTH_CACHE_SECONDS = 60.0
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
@@ -62,6 +65,8 @@ class Settings:
     public_url: str = DEFAULT_PUBLIC_URL
     graphiql: bool = True
     cors_origins: tuple[str, ...] = ()
+    auth_cache_seconds: float = DEFAULT_AUTH_CACHE_SECONDS
+    event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
 
     def missing_seller_identity(self) -> list[str]:
         """The variables of the seller's identity an invoice needs that are not set."""
@@ -129,6 +134,8 @@ class Settings:
             public_url=_public_url(env),
             graphiql=_switch(env, "TALLY_GRAPHIQL", True),
             cors_origins=_origins(env),
+            auth_cache_seconds=_auth_cache_seconds(env),
+            event_retention_days=_retention_days(env),
         )
 
 
@@ -190,12 +197,40 @@ def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate | None:
     return Rate(per_second, at_once)
 
 
+def _auth_cache_seconds(env: Mapping[str, str]) -> float:
+    """TALLY_AUTH_CACHE_SECONDS: how long a process trusts an API key it read (0: never)."""
+    name = "TALLY_AUTH_CACHE_SECONDS"
+    value = env.get(name, "").strip()
+    if not value:
+        return DEFAULT_AUTH_CACHE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_AUTH_CACHE_SECONDS:
+        raise ConfigError(
+            f"{name} must be seconds from 0 (no cache) to {MAX_AUTH_CACHE_SECONDS:g}, like 2 or "
+            f"0.5, not {value!r}"
+        )
+    return seconds
+
+
 def _concurrency(env: Mapping[str, str]) -> int:
     name = "TALLY_ORG_CONCURRENCY"
     value = env.get(name, str(DEFAULT_ORGANIZATION_CONCURRENCY)).strip()
     if not value.isdigit() or not 1 <= int(value) <= 10_000:
         raise ConfigError(f"{name} must be a whole number from 1 to 10000, not {value!r}")
     return int(value)
+
+
+def _retention_days(env: Mapping[str, str]) -> int:
+    """TALLY_EVENT_RETENTION_DAYS: how long raw usage events (and so their idempotency keys)
+    are kept at least; counters, rollups and invoices are kept whatever it says."""
+    name = "TALLY_EVENT_RETENTION_DAYS"
+    days = _days(env, name, DEFAULT_EVENT_RETENTION_DAYS)
+    if days < 1:
+        raise ConfigError(f"{name} must be at least 1 day (idempotency keys live as long)")
+    return days
 
 
 def _days(env: Mapping[str, str], name: str, default: int) -> int:

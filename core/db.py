@@ -28,6 +28,9 @@ WRITE_POOL = 8
 """PostgreSQL connections kept open per process, for reads and for writes: enough for the
 requests in flight, so that no request pays for a new server process (opening one costs
 milliseconds); group commit needs few writers."""
+STATEMENT_POOL = 8
+"""PostgreSQL connections kept open per process for writes made by one statement
+(`Database.statement`): a group commit's call of the ledger function."""
 POOL_OVERFLOW = 4
 
 
@@ -96,7 +99,10 @@ class Database:
     `read()` gives a session for queries (on PostgreSQL its engine is in autocommit: no BEGIN
     or ROLLBACK round trips); `write()` a session whose transaction commits on success and
     rolls back on error. On SQLite a write transaction starts with BEGIN IMMEDIATE, so writers
-    queue on the busy timeout instead of failing on upgrade.
+    queue on the busy timeout instead of failing on upgrade. `statement()` (PostgreSQL) is a
+    write whose every statement is its own transaction, committed by PostgreSQL as the
+    statement ends: one round trip for a write done by one statement, and no row lock held
+    while the client sends COMMIT; on SQLite it is `write()`.
     """
 
     def __init__(self, url: str) -> None:
@@ -118,12 +124,31 @@ class Database:
             self.write_engine = create_async_engine(
                 async_url, pool_size=WRITE_POOL, max_overflow=POOL_OVERFLOW
             )
+            self.statement_engine = create_async_engine(
+                async_url,
+                isolation_level="AUTOCOMMIT",
+                pool_size=STATEMENT_POOL,
+                max_overflow=POOL_OVERFLOW,
+            )
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self._statement = (
+            async_sessionmaker(self.statement_engine, expire_on_commit=False)
+            if self.dialect == "postgresql"
+            else None
+        )
+
+    @property
+    def pools(self) -> dict[str, AsyncEngine]:
+        """The engines (each with its connection pool) by name."""
+        pools = {"read": self.engine, "write": self.write_engine}
+        if self.dialect == "postgresql":
+            pools["statement"] = self.statement_engine
+        return pools
 
     @property
     def engines(self) -> tuple[AsyncEngine, ...]:
-        return (self.engine, self.write_engine)
+        return tuple(self.pools.values())
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -133,6 +158,15 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         async with self._write() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[AsyncSession]:
+        if self._statement is None:
+            async with self.write() as session:
+                yield session
+            return
+        async with self._statement() as session, session.begin():
             yield session
 
     async def ping(self) -> None:

@@ -24,7 +24,7 @@ from billing.provider import PortalUnavailable
 from core.errors import DomainError, ErrorCode, InvalidInput, NotFound, ProviderFailure
 from graph.scalars import BigInt
 from limits import LimitExceeded, ReservationError
-from limits.types import UsageSuspended
+from limits.types import IdempotencyKeyReused, UsageSuspended
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,16 @@ class LimitExceededError(Error):
 
 
 @strawberry.type(
+    description="The idempotency key was already used with another resource or amount: "
+    "nothing was recorded. `resource` and `amount` are its first use's; a replay repeats them."
+)
+class IdempotencyKeyReusedError(Error):
+    idempotency_key: str
+    resource: str
+    amount: BigInt
+
+
+@strawberry.type(
     description="Metered usage is suspended since `suspendedFrom`: the subscription is "
     "inactive (unpaid past its grace, or canceled); paying restores it."
 )
@@ -173,6 +183,14 @@ def error_of(error: DomainError) -> Error:
             used=BigInt(error.used),
             limit=BigInt(error.limit) if error.limit is not None else None,
             requested=BigInt(error.requested),
+        )
+    if isinstance(error, IdempotencyKeyReused):
+        return IdempotencyKeyReusedError(
+            code=code,
+            message=message,
+            idempotency_key=error.key,
+            resource=error.resource,
+            amount=BigInt(error.amount),
         )
     if isinstance(error, UsageSuspended):
         return SubscriptionInactiveError(

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from graph.errors import (
+    IdempotencyKeyReusedError,
     InvalidInputError,
     LimitExceededError,
     NotFoundError,
@@ -64,6 +65,7 @@ class Reservation:
 ConsumeUsageResult = Annotated[
     UsageDecision
     | LimitExceededError
+    | IdempotencyKeyReusedError
     | SubscriptionInactiveError
     | InvalidInputError
     | NotFoundError
@@ -73,6 +75,7 @@ ConsumeUsageResult = Annotated[
 ReserveUsageResult = Annotated[
     Reservation
     | LimitExceededError
+    | IdempotencyKeyReusedError
     | SubscriptionInactiveError
     | InvalidInputError
     | NotFoundError,

@@ -18,6 +18,7 @@ from strawberry.tools import merge_types
 
 from graph import audit, billing, gdpr, live, members, metering, stats, topups, usage
 from graph.billing_mutations import BillingMutation
+from graph.context import CloseLoaders
 from graph.cost import QueryBudget
 from graph.errors import DomainErrorsInQueries, TallySchema, should_mask_error
 from graph.organization import build_organization_type, build_query
@@ -72,6 +73,7 @@ def build_schema(registry: ResourceRegistry, *, max_depth: int = MAX_DEPTH) -> s
             lambda: AddValidationRules(limits),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             QueryBudget,
+            CloseLoaders,
             DomainErrorsInQueries,
             lambda: MaskErrors(should_mask_error=should_mask_error),
         ],

@@ -27,23 +27,32 @@ def _money(micros: int, currency: str) -> Money:
     return Money.of(billing.Money(rounded, currency))
 
 
+def _cost(root: Parent[UsagePoint | UsageShare]) -> Money:
+    """Formatted only when asked for (Babel's formatting is most of a big answer's time)."""
+    return _money(root.cost_micros, root.currency)
+
+
 @strawberry.type(description="Tokens and their cost in one time bucket.")
 class UsagePoint:
     start: dt.datetime
     tokens: BigInt
-    cost: Money
+    cost: Money = strawberry.field(resolver=_cost)
+    cost_micros: strawberry.Private[int]
+    currency: strawberry.Private[str]
 
 
 @strawberry.type(description="A model's or an action's part of the tokens and cost.")
 class UsageShare:
     key: str
     tokens: BigInt
-    cost: Money
+    cost: Money = strawberry.field(resolver=_cost)
+    cost_micros: strawberry.Private[int]
+    currency: strawberry.Private[str]
     share: float = strawberry.field(description="Fraction of all tokens, 0 to 1.")
     priced: bool = strawberry.field(description="False when the model has no price: cost 0.")
 
 
-@strawberry.type(description="AI token usage and cost, from hourly rollups.")
+@strawberry.type(description="AI token usage and cost, from the usage rollups.")
 class UsageStats:
     start: dt.datetime = strawberry.field(name="from")
     end: dt.datetime = strawberry.field(name="to")
@@ -71,13 +80,18 @@ class UsageStats:
         )
 
 
-@strawberry.type(description="A usage threshold crossed (once per period and threshold).")
+@strawberry.type(
+    description="A usage threshold crossed: once per period and threshold for a metered "
+    "resource; for a gauge, each time its count reaches the threshold from below."
+)
 class UsageAlert:
     resource: str
     threshold: int = strawberry.field(description="Percent of the limit.")
     used: BigInt
     limit: BigInt
-    period_start: dt.datetime
+    period_start: dt.datetime = strawberry.field(
+        description="The billing period's start; for a gauge (no period), the crossing instant."
+    )
     crossed_at: dt.datetime
 
 
@@ -85,7 +99,8 @@ def _share(value: StatsShare, currency: str) -> UsageShare:
     return UsageShare(
         key=value.key,
         tokens=BigInt(value.amount),
-        cost=_money(value.cost_micros, currency),
+        cost_micros=value.cost_micros,
+        currency=currency,
         share=value.share,
         priced=value.priced,
     )
@@ -93,17 +108,22 @@ def _share(value: StatsShare, currency: str) -> UsageShare:
 
 def _point(point: StatsPoint, currency: str) -> UsagePoint:
     return UsagePoint(
-        start=point.start, tokens=BigInt(point.amount), cost=_money(point.cost_micros, currency)
+        start=point.start,
+        tokens=BigInt(point.amount),
+        cost_micros=point.cost_micros,
+        currency=currency,
     )
 
 
 _FROM = (
-    "The start, rounded down to the hour: ISO 8601 with an offset (2026-11-28T00:00:00Z), "
+    "The start, rounded down to the quarter hour: ISO 8601 with an offset (2026-11-28T00:00Z), "
     "or without one (2026-11-28, 2026-11-28T09:00) for a local time in `timezone`."
 )
 _TO = f"The end (excluded), written like `from`: at most {MAX_RANGE.days} days after it."
 _GRANULARITY = f"The bucket size (default DAY): at most {MAX_BUCKETS} buckets in the range."
-_TIMEZONE = "An IANA time zone (default UTC) whose offset is a whole number of hours."
+_TIMEZONE = (
+    "An IANA time zone (default UTC); refused where its offset is not a multiple of 15 minutes."
+)
 
 
 async def _usage_stats(

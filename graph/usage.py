@@ -47,7 +47,10 @@ class ResourceUsage:
     label: str
     unit: str
     kind: ResourceKind
-    used: BigInt
+    used: BigInt = strawberry.field(
+        description="What the meter shows: Tally's counter, or a plugin's own count "
+        "(tally_display_usage, display only)"
+    )
     limit: BigInt | None = strawberry.field(
         description="null: unlimited; the plan's limit plus the top-up allowance (extra)"
     )
@@ -69,7 +72,7 @@ class ResourceUsage:
             label=resource.label,
             unit=resource.unit,
             kind=ResourceKind(resource.kind),
-            used=BigInt(meter.used),
+            used=BigInt(meter.shown),
             limit=BigInt(meter.total_limit) if meter.total_limit is not None else None,
             plan_limit=BigInt(limit.value) if limit.value is not None else None,
             extra=BigInt(meter.extra),

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from core.db import Database
 from core.errors import ErrorCode, Unavailable
 from core.orgs import Organization
-from limits.engine import KEY_RACE_RETRIES, LimitEngine
-from limits.ledger import KeyRace
+from limits.engine import LimitEngine
 from limits.metrics import GROUP_SIZE, count_decisions
 from limits.types import Decision, PreparedEvent
 
@@ -104,15 +103,6 @@ class GroupCommitter:
                 self._queues.pop(organization_id, None)
 
     async def _apply(self, batch: list[_Waiting]) -> list[Decision]:
-        """One transaction for the batch, without a savepoint; a key race (rare: the same key
-        on another counter at the same moment) retries the whole transaction."""
-        organization = batch[-1].organization
+        """One transaction for the batch (`LimitEngine.apply_alone`)."""
         events = [waiting.event for waiting in batch]
-        for attempt in range(KEY_RACE_RETRIES + 1):
-            try:
-                async with self.db.write() as session:
-                    return await self.engine.apply(session, organization, events, nested=False)
-            except KeyRace:
-                if attempt == KEY_RACE_RETRIES:
-                    raise
-        raise AssertionError("unreachable")
+        return await self.engine.apply_alone(self.db, batch[-1].organization, events, whole=False)

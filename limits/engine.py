@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -14,17 +15,18 @@ import pluggy
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
-from core.db import on_commit
+from core.db import Database, on_commit
 from core.errors import ErrorCode, NotFound
 from core.ids import new_id
 from core.orgs import Organization
-from limits import ledger, repository
+from limits import ledger, ledger_pg, repository
 from limits.manager import ResourceRegistry
 from limits.periods import GAUGE_EPOCH, Period, period_containing
 from limits.pricing import PriceTable
 from limits.resource import Limit, Resource
 from limits.types import (
     Decision,
+    IdempotencyKeyReused,
     PreparedEvent,
     Reservation,
     ReservationError,
@@ -35,6 +37,7 @@ from limits.types import (
     UsageRejected,
     UsageSnapshot,
     UsageSuspended,
+    refuse_reused,
 )
 from limits.validation import Preparer
 
@@ -61,12 +64,23 @@ class LimitEngine:
         clock: Clock,
         prices: PriceTable | None = None,
         grace: timedelta = DEFAULT_GRACE,
+        *,
+        ledger_function: bool = True,
     ) -> None:
         self.plugins = plugins
         self.clock = clock
         self.registry = ResourceRegistry(plugins)
         self.prices = prices or PriceTable.load()
         self.preparer = Preparer(self.registry, plugins, self.prices, grace)
+        self.ledger_function = ledger_function
+
+    def _writer(self, session: AsyncSession) -> ledger.Writer:
+        """The ledger that records a group: on PostgreSQL one call of the ledger function
+        (`ledger_function=False` keeps the Python reference there too, for the tests that
+        compare both), on SQLite the Python reference."""
+        if self.ledger_function and session.get_bind().dialect.name == "postgresql":
+            return ledger_pg.apply
+        return ledger.apply
 
     def resource(self, key: str) -> Resource:
         return self.preparer.resource(key)
@@ -88,13 +102,7 @@ class LimitEngine:
         UsageSuspended when it holds metered usage and the organization's usage is suspended
         (unless `settling` a reservation made before)."""
         now = self.clock.now()
-        current = self.period(organization, now)
-        prepared = []
-        for index, item in enumerate(usage):
-            try:
-                prepared.append(self.preparer.prepare(organization, item, now, current))
-            except UsageRejected as error:
-                raise (error.at(index) if len(usage) > 1 else error) from None
+        prepared = self.preparer.prepare(organization, usage, now, self.period(organization, now))
         if not settling:
             self.refuse_if_suspended(organization, (event.resource for event in prepared))
         return prepared
@@ -127,6 +135,10 @@ class LimitEngine:
     ) -> list[Decision]:
         """Record prepared events in order, each all or nothing, each key once.
 
+        With `nested` the events are one request's: when one reuses an idempotency key (another
+        resource or amount) the whole batch is undone and refused (`IdempotencyKeyReused`,
+        naming the event); without, each `reused` decision is its own caller's to refuse.
+
         A key inserted meanwhile by a concurrent transaction (the same key on another
         counter) is a KeyRace: with `nested`, the batch runs in a savepoint and is decided again
         inside the caller's transaction; without, KeyRace reaches the caller, who retries the
@@ -135,13 +147,14 @@ class LimitEngine:
             return []
         limits = self._limits(organization, events)
         if not nested:
-            applied = await ledger.apply(session, organization, events, limits, self.clock.now())
+            write = self._writer(session)
+            applied = await write(session, organization, events, limits, self.clock.now())
             on_commit(session, partial(self._notify, organization, applied))
             return applied.decisions
         for attempt in range(KEY_RACE_RETRIES + 1):
             savepoint = await session.begin_nested()
             try:
-                applied = await ledger.apply(
+                applied = await self._writer(session)(
                     session, organization, events, limits, self.clock.now()
                 )
             except ledger.KeyRace:
@@ -149,9 +162,45 @@ class LimitEngine:
                 if attempt == KEY_RACE_RETRIES:
                     raise
                 continue
+            if any(decision.status == "reused" for decision in applied.decisions):
+                await savepoint.rollback()
+                refuse_reused(applied.decisions)
             await savepoint.commit()
             on_commit(session, partial(self._notify, organization, applied))
             return applied.decisions
+        raise AssertionError("unreachable")
+
+    def _transaction(self, db: Database) -> AbstractAsyncContextManager[AsyncSession]:
+        """A write session for a group: with the ledger function (PostgreSQL), one whose
+        statement commits as it ends (`Database.statement`): the group is one round trip and
+        its counters are unlocked as soon as PostgreSQL has committed it."""
+        return db.statement() if self.ledger_function else db.write()
+
+    async def apply_alone(
+        self,
+        db: Database,
+        organization: Organization,
+        events: Sequence[PreparedEvent],
+        *,
+        whole: bool,
+    ) -> list[Decision]:
+        """Apply prepared events in a transaction of their own, without a savepoint (two round
+        trips fewer): a key race (the same key recorded meanwhile on another counter, rare)
+        retries the whole transaction. With `whole` (one request's batch), a key reused with
+        another resource or amount refuses the batch whole, nothing written; without (a group
+        commit of several requests' events), each `reused` decision goes to its own caller; a
+        whole batch runs in a transaction that commits after that check (`Database.write`), so
+        the refusal rolls it back."""
+        for attempt in range(KEY_RACE_RETRIES + 1):
+            try:
+                async with db.write() if whole else self._transaction(db) as session:
+                    decisions = await self.apply(session, organization, events, nested=False)
+                    if whole:
+                        refuse_reused(decisions)
+                    return decisions
+            except ledger.KeyRace:
+                if attempt == KEY_RACE_RETRIES:
+                    raise
         raise AssertionError("unreachable")
 
     async def record(
@@ -178,8 +227,11 @@ class LimitEngine:
     async def check(
         self, session: AsyncSession, organization: Organization, usage: Sequence[UsageInput]
     ) -> list[Decision]:
-        """What recording this batch would decide now; records nothing."""
-        return await self._check(session, organization, self.prepare(organization, usage))
+        """What recording this batch would decide now; records nothing. A key reused with
+        another resource or amount is refused as recording would refuse it."""
+        decisions = await self._check(session, organization, self.prepare(organization, usage))
+        refuse_reused(decisions)
+        return decisions
 
     async def _check(
         self, session: AsyncSession, organization: Organization, events: Sequence[PreparedEvent]
@@ -230,6 +282,8 @@ class LimitEngine:
         savepoint = await session.begin_nested()
         states = await repository.lock_counters(session, organization.id, [counter])
         state = states[counter]
+        held = state.reserved
+        await ledger.release_expired(session, organization.id, states, now, sweep=True)
 
         allowances = ledger.Allowances(session, organization.id, lock=True)
 
@@ -240,16 +294,19 @@ class LimitEngine:
 
         existing = await repository.find_reservation(session, organization.id, key=idempotency_key)
         if existing is not None:
+            if (existing.resource, existing.amount) != (resource.key, amount):
+                await savepoint.rollback()
+                raise IdempotencyKeyReused(
+                    idempotency_key, existing.resource, int(existing.amount),
+                    what="a reservation of ",
+                )  # fmt: skip
+            if state.reserved != held:
+                await repository.write_counters(session, organization.id, states)
             await savepoint.commit()
             return ReserveOutcome(_reservation(existing), decision("duplicate", existing.amount))
         if ledger.passes_plan(resource, state, amount, limit):
             await allowances.read(resource.key)
-        extra = allowances.known(resource.key)
-        if not ledger.fits(state, amount, limit, extra) and state.reserved > 0:
-            state.reserved -= await repository.expire_reservations(
-                session, organization.id, counter, now
-            )
-        if not ledger.fits(state, amount, limit, extra):
+        if not ledger.fits(state, amount, limit, allowances.known(resource.key)):
             await repository.write_counters(session, organization.id, states)
             await savepoint.commit()
             return ReserveOutcome(None, decision("rejected", amount))
@@ -303,7 +360,9 @@ class LimitEngine:
                     session, organization, self.prepare(organization, [usage], settling=True)
                 )
             )[0]
-            return replace(replayed, idempotency_key=held.idempotency_key)
+            replayed = replace(replayed, idempotency_key=held.idempotency_key)
+            refuse_reused([replayed])
+            return replayed
         if held.status == "released":
             raise ReservationError(
                 ErrorCode.RESERVATION_RELEASED,
@@ -369,7 +428,8 @@ class LimitEngine:
         self, session: AsyncSession, organization: Organization, at: datetime | None = None
     ) -> UsageSnapshot:
         """Every resource's meter in the period holding `at` (default: now). Gauges show their
-        current count whatever the period."""
+        current count whatever the period. Holds expired by now are left out of `reserved`; a
+        `tally_display_usage` plugin's count is the meter's `displayed`, next to the counter."""
         now = self.clock.now()
         period = self.period(organization, at)
         counters, extra = await repository.meter_states(
@@ -384,25 +444,25 @@ class LimitEngine:
         for resource in self.registry:
             key = (resource.key, period.start if resource.resets else GAUGE_EPOCH)
             state = counters.get(key, repository.CounterState(0, 0))
-            own = await self._own_usage(session, organization, resource, period)
-            used = state.used if own is None else own
-            reserved = state.reserved - stale.get(key, 0)
             meters.append(
                 ResourceUsage(
                     resource,
-                    used,
+                    state.used,
                     self.limit(organization, resource),
-                    reserved,
+                    state.reserved - stale.get(key, 0),
                     state.drawn,
                     extra.get(resource.key, 0) if resource.resets else 0,
+                    await self._displayed_usage(session, organization, resource, period),
                 )
             )
         return UsageSnapshot(period, tuple(meters))
 
-    async def _own_usage(
+    async def _displayed_usage(
         self, session: AsyncSession, organization: Organization, resource: Resource, period: Period
     ) -> int | None:
-        answer = self.plugins.hook.tally_current_usage(
+        """The count a `tally_display_usage` plugin has a meter show instead of the counter's,
+        or None."""
+        answer = self.plugins.hook.tally_display_usage(
             session=session,
             organization=organization,
             resource=resource,

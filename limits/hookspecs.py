@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from core.orgs import Organization
     from limits.periods import Period
     from limits.resource import Limit, Resource
-    from limits.types import Decision, UsageEvent
+    from limits.types import Decision, PreparedEvent, UsageEvent
 
 PROJECT = "tally"
 
@@ -43,13 +43,15 @@ def tally_resolve_limit(organization: Organization, resource: Resource) -> Limit
 
 
 @hookspec(firstresult=True)
-def tally_current_usage(
+def tally_display_usage(
     session: AsyncSession, organization: Organization, resource: Resource, period: Period | None
 ) -> int | Awaitable[int] | None:
-    """Return the current usage of a resource that counts from its own tables.
+    """Return the count a resource's meter shows, counted from the plugin's own tables.
 
-    Return an int, an awaitable of one (to query through `session`), or None to let
-    Tally's counters answer. `period` is None for a gauge.
+    Display only: the meter's `used`, `remaining`, `percent` and `display` show it, while
+    decisions (consume, check, reserve), alerts, plan-change blockers and bills count Tally's
+    counter, exact under its row lock. Return an int, an awaitable of one (to query through
+    `session`), or None to show Tally's counter. `period` is None for a gauge.
     """
 
 
@@ -59,7 +61,22 @@ def tally_validate_usage(
 ) -> None:
     """Raise `UsageRejected` with a clear message when this usage is bad input.
 
-    Called before anything is written; return None when the usage is acceptable.
+    Called before anything is written, once per event, and only when some plugin implements
+    it; return None when the usage is acceptable. `tally_validate_batch` checks a whole batch
+    of a resource in one call.
+    """
+
+
+@hookspec
+def tally_validate_batch(
+    organization: Organization, resource: Resource, events: Sequence[PreparedEvent]
+) -> None:
+    """Raise `UsageRejected(code, message, index)` when one of these events is bad input,
+    `index` being its position in `events` (the first bad one).
+
+    Called once per resource of each batch (a single event is a batch of one), before
+    anything is written, with that resource's events in order, already checked as for
+    `tally_validate_usage`; return None when they are all acceptable.
     """
 
 
@@ -77,9 +94,11 @@ def tally_usage_recorded(
 def tally_threshold_crossed(
     organization: Organization, resource: Resource, threshold: int, usage: Decision
 ) -> None:
-    """Observe a usage threshold (percent of the limit) crossed for the first time this period.
+    """Observe a usage threshold (percent of the limit) reached from below by an event.
 
-    Fired once per organization, resource, period and threshold, after commit.
+    Fired after commit, once per organization, resource, period and threshold for a metered
+    resource; for a gauge, at each crossing (again after its count fell back below). `usage`
+    is the decision of the event that crossed it.
     """
 
 

@@ -12,24 +12,43 @@ allowance's row is read (locked, after the counters) only when an event passes t
 limit and what the period drew, so usage within the plan pays no extra round trip; usage past
 the plan's limit is drawn from the allowance first (`drawn`), and only the rest is overage.
 An overage limit with a spend cap refuses what would pass it, like a hard limit.
+
+The rules a decision follows besides the limits (`ledger_pg` mirrors each):
+
+- Idempotency: an event whose key is already recorded, or was accepted earlier in the group,
+  with the same resource and amount is a replay (`duplicate`, answered with the first
+  decision); with another resource or amount it is `reused` (`replay`): it counts nothing, and
+  whoever asked for it is refused with IDEMPOTENCY_KEY_REUSED (a request whole, naming the
+  event: `types.refuse_reused`), while the other events of a group commit go on. A key that
+  was refused binds nothing: it may come again with another amount.
+- Range: whatever the limit, a positive amount fits only while the counter's used + reserved
+  + amount stays within `BIGINT_MAX` (2^63 - 1); past it the event is `rejected`, code
+  AMOUNT_TOO_LARGE (`fits`).
+- Expired holds: before any event is decided, each counter of the group that holds
+  reservations gives back those expired at `now` (swept for a write, subtracted for a
+  check), so `reserved`, and every `remaining`, never count them (`decide`).
+- Thresholds: a percent of the limit is crossed when an accepted event takes its counter from
+  below it to at or above it, event by event; the alert (and the hook's decision) is that
+  event's. A metered counter's alert is keyed by its period (once per period); a gauge's by
+  the crossing instant, `now`, so it fires again after the count fell below the threshold
+  and came back, once per group at most (`_thresholds`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.ids import new_id
 from core.orgs import Organization
 from limits import repository
 from limits.repository import CounterKey, CounterState, StoredEvent
 from limits.resource import Limit, Resource
-from limits.types import Decision, PreparedEvent, UsageEvent
+from limits.types import BIGINT_MAX, Decision, PreparedEvent, UsageEvent
 
 SPEND_CAP_THRESHOLDS = (80, 100)
 """Percents of the spend cap at which a `spend_cap` alert is raised, once per period."""
@@ -88,12 +107,16 @@ class Applied:
 
 
 def fits(state: CounterState, amount: int, limit: Limit, extra: int = 0) -> bool:
-    """Whether `amount` may be added: never below zero, never past a hard limit (or a spend
-    cap) raised by what the period drew from the extra allowance and `extra`, what remains."""
+    """Whether `amount` may be added: never below zero, never past `BIGINT_MAX` (used +
+    reserved + amount, whatever the limit), never past a hard limit (or a spend cap) raised
+    by what the period drew from the extra allowance and `extra`, what remains."""
     if amount <= 0:
         return state.used + amount >= 0
+    total = state.used + state.reserved + amount
+    if total > BIGINT_MAX:
+        return False
     ceiling = limit.ceiling()
-    return ceiling is None or state.used + state.reserved + amount <= ceiling + state.drawn + extra
+    return ceiling is None or total <= ceiling + state.drawn + extra
 
 
 def passes_plan(resource: Resource, state: CounterState, amount: int, limit: Limit) -> bool:
@@ -107,10 +130,13 @@ def passes_plan(resource: Resource, state: CounterState, amount: int, limit: Lim
     )
 
 
-def replay(stored: StoredEvent, limit: Limit, key: str) -> Decision:
+def replay(stored: StoredEvent, limit: Limit, key: str, resource: str, amount: int) -> Decision:
+    """The answer to an event (`resource`, `amount`) whose key is recorded: the first decision,
+    `duplicate` when the event repeats its resource and amount, else `reused`."""
+    same = stored.resource == resource and stored.amount == amount
     return Decision(
         stored.resource,
-        "duplicate",
+        "duplicate" if same else "reused",
         stored.amount,
         stored.used_after,
         stored.limit_value,
@@ -132,16 +158,15 @@ async def decide(
     allowances: Allowances | None = None,
 ) -> tuple[list[Decision], list[tuple[PreparedEvent, Decision]]]:
     """Decide each event in order against `states` (and `allowances`), updating them; returns
-    the decisions and the accepted events. Expired reservations are swept (or, with
-    `sweep=False`, read) only when they stand between an event and its room."""
+    the decisions and the accepted events. First, the holds expired at `now` leave the
+    counters that have holds: swept (marked expired) with `sweep`, else only subtracted."""
     if allowances is None:
         allowances = Allowances(session, organization.id, lock=sweep)
     if stored is None:
         stored = await repository.find_events(
             session, organization.id, (e.idempotency_key for e in events)
         )
-    expired: dict[CounterKey, int] | None = None
-    swept: set[CounterKey] = set()
+    await release_expired(session, organization.id, states, now, sweep=sweep)
     decisions: list[Decision] = []
     accepted: dict[str, Decision] = {}
     chosen: list[tuple[PreparedEvent, Decision]] = []
@@ -149,30 +174,18 @@ async def decide(
         limit = limits[event.resource.key]
         key = event.idempotency_key
         if key in stored:
-            decisions.append(replay(stored[key], limit, key))
+            decisions.append(replay(stored[key], limit, key, event.resource.key, event.amount))
             continue
         if key in accepted:
-            decisions.append(replace(accepted[key], status="duplicate"))
+            first = accepted[key]
+            same = first.resource == event.resource.key and first.requested == event.amount
+            decisions.append(replace(first, status="duplicate" if same else "reused"))
             continue
         state = states[event.counter]
         state.reserved -= event.reserved_amount
         name = event.resource.key
         if passes_plan(event.resource, state, event.amount, limit):
             await allowances.read(name)
-        blocked = (
-            not fits(state, event.amount, limit, allowances.known(name)) and state.reserved > 0
-        )
-        if blocked and event.counter not in swept:
-            swept.add(event.counter)
-            if sweep:
-                freed = await repository.expire_reservations(
-                    session, organization.id, event.counter, now
-                )
-            else:
-                if expired is None:
-                    expired = await repository.expired_holds(session, organization.id, now)
-                freed = expired.get(event.counter, 0)
-            state.reserved -= freed
         room = fits(state, event.amount, limit, allowances.known(name))
         if room:
             state.used += event.amount
@@ -195,6 +208,38 @@ async def decide(
             chosen.append((event, decision))
         decisions.append(decision)
     return decisions, chosen
+
+
+async def release_expired(
+    session: AsyncSession,
+    organization_id: str,
+    states: Mapping[CounterKey, CounterState],
+    now: datetime,
+    *,
+    sweep: bool,
+) -> None:
+    """Take the holds expired at `now` out of the `reserved` of the counters that have holds:
+    marked expired (one statement per such counter, in key order) with `sweep`, else read
+    (one statement) and only subtracted."""
+    held = sorted(counter for counter, state in states.items() if state.reserved > 0)
+    if not held:
+        return
+    if sweep:
+        for counter in held:
+            states[counter].reserved -= await repository.expire_reservations(
+                session, organization_id, counter, now
+            )
+        return
+    expired = await repository.expired_holds(session, organization_id, now)
+    for counter in held:
+        states[counter].reserved -= expired.get(counter, 0)
+
+
+Writer = Callable[
+    [AsyncSession, Organization, Sequence[PreparedEvent], Mapping[str, Limit], datetime],
+    Awaitable[Applied],
+]
+"""Records a prepared group: `apply` below, or `ledger_pg.apply` (the same in one call)."""
 
 
 async def apply(
@@ -227,12 +272,18 @@ async def apply(
         # Keys were read before the lock: one committed meanwhile is a replay, not a refusal.
         late = await repository.find_events(session, organization.id, refused)
         decisions = [
-            replay(late[d.idempotency_key], limits[d.resource], d.idempotency_key)
+            replay(
+                late[d.idempotency_key],
+                limits[d.resource],
+                d.idempotency_key,
+                d.resource,
+                d.requested,
+            )
             if d.status == "rejected" and d.idempotency_key in late
             else d
             for d in decisions
         ]
-    rows = [_event_row(organization.id, event, decision, now) for event, decision in chosen]
+    rows = [_event_row(organization.id, event, decision) for event, decision in chosen]
     if len(await repository.insert_events(session, rows)) != len(rows):
         raise KeyRace()
     await repository.write_counters(
@@ -259,18 +310,14 @@ async def apply(
     return applied
 
 
-def _event_row(
-    organization_id: str, event: PreparedEvent, decision: Decision, now: datetime
-) -> dict[str, Any]:
+def _event_row(organization_id: str, event: PreparedEvent, decision: Decision) -> dict[str, Any]:
     return {
-        "id": new_id(),
         "organization_id": organization_id,
         "resource": event.resource.key,
         "idempotency_key": event.idempotency_key,
         "amount": event.amount,
         "period_start": event.period_start,
         "occurred_at": event.occurred_at,
-        "recorded_at": now,
         "used_after": decision.used,
         "limit_value": decision.limit,
         "model": event.model,
@@ -285,7 +332,7 @@ def _rollup_rows(
 ) -> list[dict[str, Any]]:
     totals: dict[tuple[str, datetime, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for event, _ in chosen:
-        total = totals[(event.resource.key, event.hour, event.model or "", event.action or "")]
+        total = totals[(event.resource.key, event.quarter, event.model or "", event.action or "")]
         total[0] += event.amount
         total[1] += event.cost_micros or 0
         total[2] += event.amount if event.cost_micros is None else 0
@@ -294,7 +341,7 @@ def _rollup_rows(
         {
             "organization_id": organization_id,
             "resource": name,
-            "hour": hour,
+            "bucket": quarter,
             "model": model,
             "action": action,
             "amount": amount,
@@ -302,7 +349,7 @@ def _rollup_rows(
             "unpriced_amount": unpriced,
             "events": count,
         }
-        for (name, hour, model, action), (amount, cost, unpriced, count) in totals.items()
+        for (name, quarter, model, action), (amount, cost, unpriced, count) in totals.items()
     ]
 
 
@@ -315,37 +362,57 @@ async def _thresholds(
     after: Mapping[CounterKey, CounterState],
     now: datetime,
 ) -> tuple[list[tuple[Resource, int, Decision]], list[tuple[Resource, int, Decision]]]:
-    """Thresholds crossed by this batch, recorded once per period (the alert's key): percents
-    of the limit ("limit" alerts), and percents of the spend cap ("spend_cap" alerts, on the
-    overage past the limit and the extra allowance)."""
+    """Thresholds crossed by this batch and recorded for the first time under their key.
+
+    Percents of the limit ("limit" alerts) are crossed event by event: by an accepted event
+    that takes its counter from below the threshold to at or above it; the alert carries that
+    event's `used` and decision. A metered counter's alert is keyed by its period, a gauge's by
+    the crossing instant `now` (a gauge has no period): it fires again once the count has
+    fallen below and come back, at most once per threshold in a group. Percents of the spend
+    cap ("spend_cap" alerts, on the overage past the limit and the extra allowance; metered
+    only) compare the counter before and after the batch, keyed by the period."""
+    used = {counter: state.used for counter, state in before.items()}
     last: dict[CounterKey, tuple[Resource, Decision]] = {}
+    rows: list[dict[str, Any]] = []
+    owners: list[tuple[Resource, Decision]] = []
+    crossings: set[tuple[str, datetime, int]] = set()
     for event, decision in chosen:
-        last[event.counter] = (event.resource, decision)
-    rows, owners = [], {}
-    for counter, (resource, decision) in last.items():
+        resource, counter = event.resource, event.counter
+        old, used[counter] = used[counter], decision.used
+        last[counter] = (resource, decision)
         limit = limits[resource.key]
-        owners[resource.key] = (resource, decision)
         if not limit.value:
             continue
-        old = before[counter].used
+        start = counter[1] if resource.resets else now
         for threshold in limit.thresholds:
-            if old * 100 < threshold * limit.value <= decision.used * 100:
-                rows.append(_alert(organization_id, counter, "limit", threshold,
+            crossing = (resource.key, start, threshold)
+            if old * 100 < threshold * limit.value <= decision.used * 100 and (
+                crossing not in crossings
+            ):
+                crossings.add(crossing)
+                rows.append(_alert(organization_id, resource.key, start, "limit", threshold,
                                    decision.used, limit.value, now))  # fmt: skip
+                owners.append((resource, decision))
+    for counter, (resource, decision) in last.items():
+        limit = limits[resource.key]
         cap = limit.overage_cap
-        if not limit.capped or not cap:
+        if not limit.value or not limit.capped or not cap:
             continue
         spent_before = _overage(before[counter], limit.value)
         spent = _overage(after[counter], limit.value)
         for threshold in SPEND_CAP_THRESHOLDS:
             if spent_before * 100 < threshold * cap <= spent * 100:
-                rows.append(_alert(organization_id, counter, "spend_cap", threshold,
-                                   spent, cap, now))  # fmt: skip
+                rows.append(_alert(organization_id, resource.key, counter[1], "spend_cap",
+                                   threshold, spent, cap, now))  # fmt: skip
+                owners.append((resource, decision))
     crossed: list[tuple[Resource, int, Decision]] = []
     capped: list[tuple[Resource, int, Decision]] = []
-    for name, kind, threshold in await repository.insert_alerts(session, rows):
-        resource, decision = owners[name]
-        (capped if kind == "spend_cap" else crossed).append((resource, threshold, decision))
+    for index in await repository.insert_alerts(session, rows):
+        resource, decision = owners[index]
+        threshold = int(rows[index]["threshold"])
+        (capped if rows[index]["kind"] == "spend_cap" else crossed).append(
+            (resource, threshold, decision)
+        )
     return crossed, capped
 
 
@@ -355,17 +422,20 @@ def _overage(state: CounterState, limit: int) -> int:
 
 def _alert(
     organization_id: str,
-    counter: CounterKey,
+    resource: str,
+    start: datetime,
     kind: str,
     threshold: int,
     used: int,
     limit: int,
     now: datetime,
 ) -> dict[str, Any]:
+    """An alert's row; `start` is its key's instant: the period's start, or for a gauge the
+    crossing instant."""
     return {
         "organization_id": organization_id,
-        "resource": counter[0],
-        "period_start": counter[1],
+        "resource": resource,
+        "period_start": start,
         "kind": kind,
         "threshold": threshold,
         "used": used,

@@ -1,12 +1,15 @@
 """Live usage: which organizations' usage changed, told to the subscribers of this process.
 
-A committed change reaches the hub in one of two ways. On PostgreSQL the transaction that
-writes the counters also sends `NOTIFY tally_usage, '<organization id>'` (from the rollups'
-statement, `repository.add_rollups`), which PostgreSQL delivers at commit to every worker:
-each worker LISTENs on one dedicated connection (reconnecting when the database comes back)
-and wakes its subscribers of that organization. On SQLite, where workers are one process, the
-hub is a plugin of the engine: its `tally_usage_recorded` / `tally_threshold_crossed` /
-`tally_spend_cap_crossed` observers run after commit and wake the subscribers in-process.
+The hub is a plugin of the engine: its `tally_usage_recorded` / `tally_threshold_crossed` /
+`tally_spend_cap_crossed` observers run after a change committed. On SQLite, where workers
+are one process, they wake the subscribers in-process. On PostgreSQL they queue the
+organization, and every `ANNOUNCE_INTERVAL` one statement (its own transaction) sends
+`NOTIFY tally_usage, '<organization id>'` for each organization queued meanwhile; every worker
+LISTENs on one dedicated connection (reconnecting when the database comes back) and wakes its
+subscribers of that organization. The NOTIFY is not sent by the transactions that write
+usage: PostgreSQL serializes the commits of transactions that notify (a database-wide lock
+held through the commit's disk flush), which capped how many organizations could commit
+usage at once; announced apart and coalesced, it costs a few statements a second.
 
 Each subscription is coalesced: at most one update per `min_interval` (0.25 s), the latest
 state always sent last; each update reads the organization's usage (and this period's
@@ -32,7 +35,6 @@ from limits import repository
 from limits.engine import LimitEngine
 from limits.hookspecs import hookimpl
 from limits.models import UsageAlert
-from limits.periods import GAUGE_EPOCH
 from limits.repository import USAGE_CHANNEL
 from limits.types import UsageSnapshot
 
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 MIN_INTERVAL = 0.25
 """Seconds between two updates of one subscription: at most 4 a second."""
+ANNOUNCE_INTERVAL = 0.05
+"""Seconds over which this process's changes are coalesced into one NOTIFY statement."""
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)
 """Seconds between attempts to LISTEN again after the connection was lost (the last repeats)."""
 
@@ -102,34 +106,62 @@ class UsageHub:
         self._feeds: dict[str, _Feed] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._announcer: asyncio.Task[None] | None = None
+        self._announce: set[str] = set()
+        self._queued = asyncio.Event()
         self.listening = asyncio.Event()
 
     async def start(self) -> None:
-        """Begin receiving changes: LISTEN on PostgreSQL, observe the engine on SQLite."""
+        """Begin receiving changes: observe the engine, and on PostgreSQL LISTEN and announce."""
         self._loop = asyncio.get_running_loop()
+        self.engine.plugins.register(self, name=f"live-usage-{id(self)}")
         if self.listens:
             self._listener = asyncio.create_task(self._listen())
-        else:
-            self.engine.plugins.register(self, name=f"live-usage-{id(self)}")
+            self._announcer = asyncio.create_task(self._announcing())
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-        elif self.engine.plugins.is_registered(self):
+        for task in (self._listener, self._announcer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._listener = self._announcer = None
+        if self.engine.plugins.is_registered(self):
             self.engine.plugins.unregister(self)
 
     def changed(self, organization_id: str) -> None:
-        """Wake the organization's subscribers (from any thread)."""
+        """A committed change of the organization's usage (from any thread): its subscribers
+        in every process are woken (on PostgreSQL, once announced)."""
         loop = self._loop
         if loop is None:
             return
         if loop.is_running() and _running_loop() is not loop:
-            loop.call_soon_threadsafe(self._bump, organization_id)
+            loop.call_soon_threadsafe(self._changed, organization_id)
         else:
+            self._changed(organization_id)
+
+    def _changed(self, organization_id: str) -> None:
+        if not self.listens:
             self._bump(organization_id)
+            return
+        self._announce.add(organization_id)
+        self._queued.set()
+
+    async def _announcing(self) -> None:
+        """Send the queued organizations' NOTIFY, coalesced over `ANNOUNCE_INTERVAL`, in one
+        statement of its own; this process hears them back through its LISTEN."""
+        while True:
+            await self._queued.wait()
+            await asyncio.sleep(ANNOUNCE_INTERVAL)
+            self._queued.clear()
+            queued, self._announce = sorted(self._announce), set()
+            try:
+                async with self.db.read() as session:
+                    await repository.announce_usage(session, queued)
+            except Exception:
+                log.warning("usage changes of %d organizations not announced", len(queued))
+                for organization_id in queued:
+                    self._bump(organization_id)
 
     def _bump(self, organization_id: str) -> None:
         feed = self._feeds.get(organization_id)
@@ -184,9 +216,7 @@ class UsageHub:
             if organization is None:
                 return None
             usage = await self.engine.usage(session, organization)
-            alerts = await repository.list_alerts(
-                session, organization_id, [usage.period.start, GAUGE_EPOCH]
-            )
+            alerts = await repository.list_alerts(session, organization_id, usage.period.start)
         return UsageReading(organization, usage, alerts)
 
     async def _listen(self) -> None:

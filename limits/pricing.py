@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from core.resources import load_toml, packaged
@@ -22,6 +22,36 @@ class ModelPrice:
 
     input: Decimal
     output: Decimal
+    _input_ratio: tuple[int, int] = field(init=False, repr=False, compare=False)
+    _output_ratio: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_input_ratio", self.input.as_integer_ratio())
+        object.__setattr__(self, "_output_ratio", self.output.as_integer_ratio())
+
+    def cost_micros(self, amount: int, input_tokens: int | None, output_tokens: int | None) -> int:
+        """The cost of `amount` tokens in millionths of the currency, rounded half away from
+        zero: with a split, each part at its price; without one, the input price applies.
+
+        A price per million tokens is a cost in micros per token, so the cost is
+        price times tokens, computed exactly on the prices' integer ratios."""
+        input_numerator, input_denominator = self._input_ratio
+        if input_tokens is None and output_tokens is None:
+            return _round_half_up(input_numerator * amount, input_denominator)
+        output_numerator, output_denominator = self._output_ratio
+        return _round_half_up(
+            input_numerator * output_denominator * (input_tokens or 0)
+            + output_numerator * input_denominator * (output_tokens or 0),
+            input_denominator * output_denominator,
+        )
+
+
+def _round_half_up(numerator: int, denominator: int) -> int:
+    """`numerator / denominator` (denominator > 0) to the nearest integer, halves away from
+    zero (Decimal's ROUND_HALF_UP)."""
+    quotient, remainder = divmod(abs(numerator), denominator)
+    rounded = quotient + (2 * remainder >= denominator)
+    return rounded if numerator >= 0 else -rounded
 
 
 class PriceTable:
@@ -48,6 +78,8 @@ class PriceTable:
                     f"price file {source}: model {model!r} needs input (and output) as decimal "
                     "strings per million tokens"
                 ) from None
+            if not (input_price.is_finite() and output_price.is_finite()):
+                raise PriceTableError(f"price file {source}: model {model!r} needs finite prices")
             if input_price < 0 or output_price < 0:
                 raise PriceTableError(f"price file {source}: model {model!r} has a negative price")
             prices[model] = ModelPrice(input_price, output_price)
@@ -56,18 +88,14 @@ class PriceTable:
     def __contains__(self, model: object) -> bool:
         return model in self._prices
 
+    def price(self, model: str | None) -> ModelPrice | None:
+        """The price of `model`, or None when it has none."""
+        return self._prices.get(model) if model else None
+
     def cost_micros(
         self, model: str | None, amount: int, input_tokens: int | None, output_tokens: int | None
     ) -> int | None:
-        """The cost of `amount` tokens of `model`, or None when the model has no price.
-
-        With a split, each part at its price; without one, the input price applies.
-        """
-        price = self._prices.get(model) if model else None
-        if price is None:
-            return None
-        if input_tokens is None and output_tokens is None:
-            cost = price.input * amount
-        else:
-            cost = price.input * (input_tokens or 0) + price.output * (output_tokens or 0)
-        return int(cost.to_integral_value(rounding=ROUND_HALF_UP))
+        """The cost of `amount` tokens of `model` (`ModelPrice.cost_micros`), or None when
+        the model has no price."""
+        price = self.price(model)
+        return None if price is None else price.cost_micros(amount, input_tokens, output_tokens)

@@ -3,44 +3,61 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ARRAY,
+    JSON,
+    BigInteger,
+    Integer,
+    SmallInteger,
     String,
     and_,
     any_,
     bindparam,
     cast,
+    column,
     func,
     literal,
     null,
     or_,
     select,
     text,
+    true,
     union_all,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from core.db import dialect_insert
+from limits import event_storage
 from limits.models import (
+    ROLLUP_GRAINS,
+    OrganizationRef,
     UsageAlert,
     UsageAllowance,
     UsageCounter,
+    UsageEventEpoch,
     UsageEventRow,
     UsageReservation,
     UsageRollup,
+    UsageRollupTotal,
+    rollup_bucket,
 )
 
 _counters = UsageCounter.__table__  # type: ignore[attr-defined]
 _events = UsageEventRow.__table__  # type: ignore[attr-defined]
+_refs = OrganizationRef.__table__  # type: ignore[attr-defined]
+_epochs = UsageEventEpoch.__table__  # type: ignore[attr-defined]
 _reservations = UsageReservation.__table__  # type: ignore[attr-defined]
 _rollups = UsageRollup.__table__  # type: ignore[attr-defined]
+_totals = UsageRollupTotal.__table__  # type: ignore[attr-defined]
 _alerts = UsageAlert.__table__  # type: ignore[attr-defined]
 _allowances = UsageAllowance.__table__  # type: ignore[attr-defined]
 
@@ -247,9 +264,24 @@ async def grant_allowance(
     return int((await session.execute(statement)).scalar_one())
 
 
+def _ref(organization_id: str) -> Any:
+    """The organization's `OrganizationRef`, as a subquery of the statement that needs it."""
+    return select(_refs.c.ref).where(_refs.c.organization_id == organization_id).scalar_subquery()
+
+
+async def add_organization_ref(session: AsyncSession, organization_id: str) -> None:
+    """Give an organization its ref (`OrganizationRef`), when it opens; none twice."""
+    await session.execute(
+        dialect_insert(session)(_refs)
+        .values(organization_id=organization_id)
+        .on_conflict_do_nothing(index_elements=["organization_id"])
+    )
+
+
 async def find_events(
     session: AsyncSession, organization_id: str, keys: Iterable[str]
 ) -> dict[str, StoredEvent]:
+    """The organization's recorded events among `keys` (in any epoch), by key."""
     e = _events.c
     wanted = sorted(set(keys))
     if _postgres(session):
@@ -258,7 +290,7 @@ async def find_events(
         matching = e.idempotency_key.in_(wanted)
     result = await session.execute(
         select(e.idempotency_key, e.resource, e.amount, e.used_after, e.limit_value).where(
-            e.organization_id == organization_id, matching
+            e.organization_ref == _ref(organization_id), matching
         )
     )
     return {
@@ -267,29 +299,50 @@ async def find_events(
     }
 
 
-_EVENT_COLUMNS = (
-    "id, organization_id, resource, idempotency_key, amount, period_start, occurred_at, "
-    "recorded_at, used_after, limit_value, model, action, cost_micros, attributes"
-)
+_EVENT_FIELDS = (
+    "amount", "used_after", "limit_value", "cost_micros", "occurred_at", "period_start",
+    "resource", "idempotency_key", "model", "action", "attributes",
+)  # fmt: skip
+"""What an event's row takes from the row given to `insert_events` (the rest: its
+organization's ref and the current epoch)."""
+_EVENT_COLUMNS = ", ".join((*_EVENT_FIELDS, "organization_ref", "epoch"))
 _ROLLUP_COLUMNS = (
-    "organization_id, resource, hour, model, action, amount, cost_micros, unpriced_amount, events"
+    "organization_id, resource, grain, bucket, model, action, amount, cost_micros, "
+    "unpriced_amount, events"
 )
+_ROLLUP_TOTAL_COLUMNS = (
+    "organization_id, resource, grain, bucket, amount, cost_micros, unpriced_amount, events"
+)
+_ORGANIZATION_REF = "(SELECT ref FROM organization_refs WHERE organization_id = :organization_id)"
 _INSERT_EVENTS = text(
-    f"INSERT INTO usage_events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} "
-    "FROM json_populate_recordset(NULL::usage_events, CAST(:rows AS json)) "
-    "ON CONFLICT (organization_id, idempotency_key) DO NOTHING RETURNING idempotency_key"
+    f"INSERT INTO usage_events ({_EVENT_COLUMNS}) "
+    f"SELECT {', '.join(f'j.{name}' for name in _EVENT_FIELDS)}, {_ORGANIZATION_REF}, "
+    "(SELECT max(epoch) FROM usage_event_epochs) "
+    "FROM json_populate_recordset(NULL::usage_events, CAST(:rows AS json)) AS j "
+    "WHERE NOT EXISTS (SELECT FROM usage_events AS s "
+    f"WHERE s.organization_ref = {_ORGANIZATION_REF} AND s.idempotency_key = j.idempotency_key) "
+    "ON CONFLICT (organization_ref, idempotency_key, epoch) DO NOTHING RETURNING idempotency_key"
 )
 USAGE_CHANNEL = "tally_usage"
-"""The PostgreSQL channel told, at commit, the id of each organization whose usage changed."""
+"""The PostgreSQL channel told the id of each organization whose usage changed
+(`announce_usage`, sent by `limits.notify` after the change committed)."""
+_SUMS = (
+    "amount = {table}.amount + excluded.amount, "
+    "cost_micros = {table}.cost_micros + excluded.cost_micros, "
+    "unpriced_amount = {table}.unpriced_amount + excluded.unpriced_amount, "
+    "events = {table}.events + excluded.events"
+)
 _ADD_ROLLUPS = text(
-    f"WITH notified AS (SELECT pg_notify('{USAGE_CHANNEL}', CAST(:organization_id AS text))) "
-    f"INSERT INTO usage_rollups ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} "
-    "FROM json_populate_recordset(NULL::usage_rollups, CAST(:rows AS json)), notified "
-    "ON CONFLICT (organization_id, resource, hour, model, action) DO UPDATE SET "
-    "amount = usage_rollups.amount + excluded.amount, "
-    "cost_micros = usage_rollups.cost_micros + excluded.cost_micros, "
-    "unpriced_amount = usage_rollups.unpriced_amount + excluded.unpriced_amount, "
-    "events = usage_rollups.events + excluded.events"
+    f"WITH detailed AS (INSERT INTO usage_rollups ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} "
+    "FROM json_populate_recordset(NULL::usage_rollups, CAST(:detailed AS json)) "
+    "ON CONFLICT (organization_id, resource, grain, bucket, model, action) DO UPDATE SET "
+    + _SUMS.format(table="usage_rollups")
+    + f"), totals AS (INSERT INTO usage_rollup_totals ({_ROLLUP_TOTAL_COLUMNS}) "
+    f"SELECT {_ROLLUP_TOTAL_COLUMNS} "
+    "FROM json_populate_recordset(NULL::usage_rollup_totals, CAST(:totals AS json)) "
+    "ON CONFLICT (organization_id, resource, grain, bucket) DO UPDATE SET "
+    + _SUMS.format(table="usage_rollup_totals")
+    + ") SELECT 1"
 )
 
 
@@ -299,45 +352,103 @@ def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     return json.dumps(list(rows), default=str, separators=(",", ":"))
 
 
+def _stored_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as `usage_events` keeps them: the period's first day, the attributes that the
+    columns do not hold."""
+    return [
+        {
+            **{name: row[name] for name in _EVENT_FIELDS},
+            "period_start": row["period_start"].astimezone(UTC).date(),
+            "attributes": UsageEventRow.stored_attributes(
+                row["attributes"], row["model"], row["action"]
+            ),
+        }
+        for row in rows
+    ]
+
+
 async def insert_events(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Insert events whose idempotency keys are new; returns the keys inserted."""
+    """Insert the events whose idempotency keys the organization has not recorded in any
+    epoch; returns the keys inserted. The rows are one organization's (`organization_id`),
+    with the event's attributes whole (the row keeps those its columns do not hold).
+
+    On PostgreSQL, under the epoch lock (`event_storage.share_epoch`), one statement: keys
+    committed in earlier epochs are seen, and one being inserted by a concurrent transaction
+    (then in this epoch) is found by the unique index (`ON CONFLICT DO NOTHING`). On SQLite the
+    transaction already has the database to itself."""
     if not rows:
         return set()
+    organization_id = rows[0]["organization_id"]
     if _postgres(session):
-        result = await session.execute(_INSERT_EVENTS, {"rows": _json_rows(rows)})
+        await event_storage.share_epoch(session)
+        parameters = {"rows": _json_rows(_stored_rows(rows)), "organization_id": organization_id}
+        result = await session.execute(_INSERT_EVENTS, parameters)
         return set(result.scalars().all())
+    recorded = await find_events(session, organization_id, (row["idempotency_key"] for row in rows))
+    fresh = [row for row in _stored_rows(rows) if row["idempotency_key"] not in recorded]
+    if not fresh:
+        return set()
+    ref, epoch = (
+        await session.execute(
+            select(_ref(organization_id), select(func.max(_epochs.c.epoch)).scalar_subquery())
+        )
+    ).one()
     statement = (
         dialect_insert(session)(_events)
-        .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
+        .on_conflict_do_nothing()
         .returning(_events.c.idempotency_key)
     )
-    result = await session.execute(statement, list(rows))
+    result = await session.execute(
+        statement, [{**row, "organization_ref": ref, "epoch": epoch} for row in fresh]
+    )
     return set(result.scalars().all())
 
 
+_SUMMED = ("amount", "cost_micros", "unpriced_amount", "events")
+_TOTAL_KEY = ("organization_id", "resource", "grain", "bucket")
+_DETAILED_KEY = (*_TOTAL_KEY, "model", "action")
+
+
+def _grain_rows(
+    rows: Sequence[Mapping[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Quarter-hour rows added up at every grain of `ROLLUP_GRAINS`: the rows of
+    `usage_rollups` and, summed over models and actions, those of `usage_rollup_totals`."""
+    detailed: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    totals: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for row in rows:
+        sums = [row[column] for column in _SUMMED]
+        for grain in ROLLUP_GRAINS:
+            bucket = rollup_bucket(row["bucket"], grain)
+            key = (row["organization_id"], row["resource"], grain, bucket)
+            for summed in (detailed[(*key, row["model"], row["action"])], totals[key]):
+                for index, value in enumerate(sums):
+                    summed[index] += value
+    return (
+        [dict(zip((*_DETAILED_KEY, *_SUMMED), (*k, *v), strict=True)) for k, v in detailed.items()],
+        [dict(zip((*_TOTAL_KEY, *_SUMMED), (*k, *v), strict=True)) for k, v in totals.items()],
+    )
+
+
 async def add_rollups(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Add hourly totals to the rollups, creating rows as needed. On PostgreSQL the same
-    statement notifies `USAGE_CHANNEL` of the organization (delivered at commit, so only
-    committed usage is announced; no extra round trip). The rows are one organization's."""
+    """Add quarter-hour rows (organization_id, resource, bucket: the quarter hour's UTC start,
+    model, action, amount, cost_micros, unpriced_amount, events) to the rollups of every
+    grain and to their totals, creating rows as needed: on PostgreSQL in one statement."""
     if not rows:
         return
+    detailed, totals = _grain_rows(rows)
     if _postgres(session):
-        parameters = {"rows": _json_rows(rows), "organization_id": rows[0]["organization_id"]}
+        parameters = {"detailed": _json_rows(detailed), "totals": _json_rows(totals)}
         await session.execute(_ADD_ROLLUPS, parameters)
         return
-    r = _rollups.c
-    statement = dialect_insert(session)(_rollups)
-    statement = statement.on_conflict_do_update(
-        index_elements=["organization_id", "resource", "hour", "model", "action"],
-        set_={
-            "amount": r.amount + statement.excluded.amount,
-            "cost_micros": r.cost_micros + statement.excluded.cost_micros,
-            "unpriced_amount": r.unpriced_amount + statement.excluded.unpriced_amount,
-            "events": r.events + statement.excluded.events,
-        },
-    )
     connection = await session.connection()
-    await connection.execute(statement, list(rows))
+    for table, key, values in ((_rollups, _DETAILED_KEY, detailed), (_totals, _TOTAL_KEY, totals)):
+        statement = dialect_insert(session)(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(key),
+            set_={column: table.c[column] + statement.excluded[column] for column in _SUMMED},
+        )
+        await connection.execute(statement, values)
 
 
 async def expire_reservations(
@@ -409,80 +520,191 @@ async def settle_reservation(
     return result.scalar_one_or_none() is not None
 
 
-async def insert_alerts(
-    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
-) -> list[tuple[str, str, int]]:
-    """Record thresholds crossed; returns the (resource, kind, threshold) triples that are
-    new (a row without `kind` is a "limit" alert)."""
-    inserted: list[tuple[str, str, int]] = []
-    for row in rows:
+async def insert_alerts(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Record thresholds crossed; returns the positions in `rows` of those that are new (a
+    row without `kind` is a "limit" alert)."""
+    inserted: list[int] = []
+    for index, row in enumerate(rows):
         statement = (
             dialect_insert(session)(_alerts)
             .values(**{"kind": "limit", **row})
             .on_conflict_do_nothing()
-            .returning(_alerts.c.resource, _alerts.c.kind, _alerts.c.threshold)
+            .returning(_alerts.c.threshold)
         )
-        inserted.extend(
-            (name, kind, int(t)) for name, kind, t in (await session.execute(statement)).all()
-        )
+        if (await session.execute(statement)).scalar_one_or_none() is not None:
+            inserted.append(index)
     return inserted
 
 
 async def list_alerts(
-    session: AsyncSession, organization_id: str, period_starts: Sequence[datetime]
+    session: AsyncSession, organization_id: str, since: datetime
 ) -> Sequence[UsageAlert]:
+    """The alerts of periods starting at or after `since` and, gauges' alerts being keyed by
+    the instant they crossed, those of gauges crossed since; newest first."""
     statement = (
         select(UsageAlert)
         .where(
             col(UsageAlert.organization_id) == organization_id,
-            col(UsageAlert.period_start).in_(list(period_starts)),
+            col(UsageAlert.period_start) >= since,
         )
         .order_by(col(UsageAlert.crossed_at).desc(), col(UsageAlert.threshold).desc())
     )
     return (await session.execute(statement)).scalars().all()
 
 
-RollupTotal = tuple[datetime, str, str, int, int, int]
+class RollupSpan(NamedTuple):
+    """The rollup rows of one grain whose buckets start in [start, end), in minutes from the
+    Unix epoch, counted towards `slot` (the index of a bucket of the answer)."""
 
-_TRUNC = {"hour": "hour", "day": "day", "week": "week", "month": "month"}
+    slot: int
+    grain: int
+    start: int
+    end: int
+
+
+def _span_table(postgres: bool) -> Any:
+    """The spans, bound as one JSON document `spans` (`RollupSpan`s as objects), as a table
+    (slot, grain, low, high) whose bounds compare with the stored buckets: timestamps on
+    PostgreSQL, on SQLite the text it stores them as."""
+    document = bindparam("spans", type_=String)
+    if postgres:
+        raw = (
+            func.json_to_recordset(cast(document, JSON))
+            .table_valued(
+                column("slot", Integer),
+                column("grain", SmallInteger),
+                column("start", BigInteger),
+                column("end", BigInteger),
+            )
+            .render_derived(name="raw", with_types=True)
+        )
+        low, high = (func.to_timestamp(raw.c[name] * 60) for name in ("start", "end"))
+        return select(raw.c.slot, raw.c.grain, low.label("low"), high.label("high")).subquery(
+            "spans"
+        )
+    value = func.json_each(document).table_valued("value").c.value
+    slot, grain, start, end = (func.json_extract(value, f"$.{name}") for name in RollupSpan._fields)
+    stored_low, stored_high = (
+        func.strftime("%Y-%m-%d %H:%M:%S", minutes * 60, "unixepoch").concat(".000000")
+        for minutes in (start, end)
+    )
+    return select(
+        slot.label("slot"), grain.label("grain"), stored_low.label("low"), stored_high.label("high")
+    ).subquery("spans")
+
+
+def _summed_in_spans(postgres: bool, table: Any, keys: tuple[str, ...]) -> Any:
+    """The statement summing `table`'s rows of an organization's resource (bound as
+    `organization_id` and `resource`) in the spans (`spans`), by slot or, given `keys`, by
+    those columns: (slot or keys..., amount, cost_micros, unpriced_amount).
+
+    On PostgreSQL each span is summed in a LATERAL subquery, one range scan of the primary
+    key per span (joined plainly, the planner hashes on the grain and filters every row of
+    the organization; an empty span gives NULL sums); SQLite's planner loops over the spans
+    by itself. Built once per database and table: only the bound values change."""
+    spans = _span_table(postgres)
+    condition = and_(
+        table.c.organization_id == bindparam("organization_id"),
+        table.c.resource == bindparam("resource"),
+        table.c.grain == spans.c.grain,
+        table.c.bucket >= spans.c.low,
+        table.c.bucket < spans.c.high,
+    )
+    sums: tuple[str, ...] = ("amount", "cost_micros", "unpriced_amount")
+    if postgres:
+        grouping = [table.c[key] for key in keys]
+        summed = (func.sum(table.c[name]).label(name) for name in sums)
+        per_span = select(*grouping, *summed).where(condition).group_by(*grouping).lateral("sums")
+        joined, rows = spans.join(per_span, true()), per_span.c
+    else:
+        joined, rows = spans.join(table, condition), table.c
+    by = [rows[key] for key in keys] if keys else [spans.c.slot]
+    return select(*by, *(func.sum(rows[name]) for name in sums)).select_from(joined).group_by(*by)
+
+
+_TOTALS_IN_SPANS = {postgres: _summed_in_spans(postgres, _totals, ()) for postgres in (False, True)}
+_BREAKDOWN_IN_SPANS = {
+    postgres: _summed_in_spans(postgres, _rollups, ("model", "action"))
+    for postgres in (False, True)
+}
+
+
+async def _sum_in_spans(
+    session: AsyncSession,
+    statements: Mapping[bool, Any],
+    organization_id: str,
+    resource: str,
+    spans: Sequence[RollupSpan],
+) -> list[Any]:
+    parameters = {
+        "spans": json.dumps([span._asdict() for span in spans], separators=(",", ":")),
+        "organization_id": organization_id,
+        "resource": resource,
+    }
+    return list(await session.execute(statements[_postgres(session)], parameters))
 
 
 async def rollup_totals(
-    session: AsyncSession,
-    organization_id: str,
-    resource: str,
-    start: datetime,
-    end: datetime,
-    granularity: str,
-    timezone: str,
-) -> list[RollupTotal]:
-    """Rollups summed per bucket, model and action: (bucket, model, action, amount, cost,
-    unpriced amount). On PostgreSQL the bucket is the local start (naive) in `timezone`; on
-    SQLite it is the UTC hour, and the caller buckets it."""
-    r = _rollups.c
-    window = (
-        r.organization_id == organization_id,
-        r.resource == resource,
-        r.hour >= start,
-        r.hour < end,
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        bucket: Any = func.date_trunc(_TRUNC[granularity], func.timezone(timezone, r.hour))
-    else:
-        bucket = r.hour
-    statement = (
-        select(
-            bucket.label("bucket"),
-            r.model,
-            r.action,
-            func.sum(r.amount),
-            func.sum(r.cost_micros),
-            func.sum(r.unpriced_amount),
-        )
-        .where(*window)
-        .group_by(bucket, r.model, r.action)
-    )
+    session: AsyncSession, organization_id: str, resource: str, spans: Sequence[RollupSpan]
+) -> dict[int, tuple[int, int]]:
+    """(amount, cost in micros) per slot, from `usage_rollup_totals` in `spans`; a slot
+    without usage is absent."""
+    rows = await _sum_in_spans(session, _TOTALS_IN_SPANS, organization_id, resource, spans)
+    return {
+        int(slot): (int(amount), int(cost)) for slot, amount, cost, _ in rows if amount is not None
+    }
+
+
+RollupBreakdown = tuple[str, str, int, int, int]
+
+
+async def rollup_breakdown(
+    session: AsyncSession, organization_id: str, resource: str, spans: Sequence[RollupSpan]
+) -> list[RollupBreakdown]:
+    """(model, action, amount, cost in micros, unpriced amount) from `usage_rollups` in
+    `spans` (whatever their slots), one row per model and action used."""
+    rows = await _sum_in_spans(session, _BREAKDOWN_IN_SPANS, organization_id, resource, spans)
     return [
-        (when, model, action, int(amount), int(cost), int(unpriced))
-        for when, model, action, amount, cost, unpriced in await session.execute(statement)
+        (model, action, int(amount), int(cost), int(unpriced))
+        for model, action, amount, cost, unpriced in rows
     ]
+
+
+class GroupKeyRace(Exception):
+    """`tally_apply_usage` found an idempotency key of its group recorded meanwhile."""
+
+
+_APPLY_USAGE = text(
+    "SELECT * FROM tally_apply_usage(:organization_id, :now, "
+    "CAST(:e_resource AS text[]), CAST(:e_key AS text[]), CAST(:e_amount AS bigint[]), "
+    "CAST(:e_period AS timestamptz[]), CAST(:e_occurred AS timestamptz[]), "
+    "CAST(:e_model AS text[]), CAST(:e_action AS text[]), CAST(:e_cost AS bigint[]), "
+    "CAST(:e_attributes AS text[]), CAST(:e_reserved AS bigint[]), "
+    "CAST(:l_resource AS text[]), CAST(:l_limit AS bigint[]), CAST(:l_ceiling AS bigint[]), "
+    "CAST(:l_resets AS boolean[]), CAST(:l_thresholds AS text[]), CAST(:l_cap AS bigint[]))"
+)
+KEY_RACE_SQLSTATE = "TL001"
+
+
+async def apply_usage_group(session: AsyncSession, parameters: Mapping[str, Any]) -> list[Any]:
+    """Run the ledger function (PostgreSQL only, `migrations/functions`) on a group's arrays: one
+    round trip. Rows: (ordinal, status, resource, amount, used, limit, reserved, extra) per
+    event, then ("alert:<kind>", resource, threshold) rows for the alerts recorded."""
+    try:
+        return list((await session.execute(_APPLY_USAGE, parameters)).all())
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == KEY_RACE_SQLSTATE:
+            raise GroupKeyRace() from error
+        raise
+
+
+_ANNOUNCE_USAGE = text(
+    f"SELECT pg_notify('{USAGE_CHANNEL}', o) FROM unnest(CAST(:ids AS text[])) AS o"
+)
+
+
+async def announce_usage(session: AsyncSession, organization_ids: Sequence[str]) -> None:
+    """NOTIFY `USAGE_CHANNEL` of each organization (PostgreSQL; delivered when the session's
+    transaction commits: in a read session, as the statement ends)."""
+    if organization_ids:
+        await session.execute(_ANNOUNCE_USAGE, {"ids": list(organization_ids)})

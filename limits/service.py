@@ -18,7 +18,6 @@ from limits import repository
 from limits.engine import LimitEngine
 from limits.metrics import count_decisions
 from limits.models import UsageAlert
-from limits.periods import GAUGE_EPOCH
 from limits.stats import Granularity, UsageStats, usage_stats
 from limits.types import Decision, Reservation, ReserveOutcome, UsageInput, UsageRejected
 
@@ -52,9 +51,10 @@ class UsageService:
     async def record(
         self, organization: Organization, inputs: Sequence[UsageInput]
     ) -> list[Decision]:
-        """A decision per event, in order; all validated before any is applied."""
-        async with self.db.write() as session:
-            decisions = await self.engine.record(session, organization, inputs)
+        """A decision per event, in order; all validated (outside any transaction) before any
+        is applied, then applied in a transaction of their own."""
+        events = self.engine.prepare(organization, inputs)
+        decisions = await self.engine.apply_alone(self.db, organization, events, whole=True)
         count_decisions(decisions)
         return decisions
 
@@ -124,7 +124,7 @@ class UsageService:
         granularity: Granularity,
         timezone: str,
     ) -> UsageStats:
-        """Usage and cost over time and by attribute, from hourly rollups."""
+        """Usage and cost over time and by attribute, from the rollups."""
         async with self.db.read() as session:
             return await usage_stats(
                 session,
@@ -138,9 +138,7 @@ class UsageService:
             )
 
     async def alerts(self, organization: Organization) -> Sequence[UsageAlert]:
-        """Thresholds crossed this period (and by gauges), newest first."""
+        """Thresholds crossed this period (by gauges too), newest first."""
         period = self.engine.period(organization)
         async with self.db.read() as session:
-            return await repository.list_alerts(
-                session, organization.id, [period.start, GAUGE_EPOCH]
-            )
+            return await repository.list_alerts(session, organization.id, period.start)

@@ -1,22 +1,28 @@
-"""Usage statistics from the hourly rollups: over time, by model, by action, with cost.
+"""Usage statistics from the rollups: over time, by model, by action, with cost.
 
-Nothing here scans raw events. Buckets are local to the requested time zone (days, weeks
-from Monday, months); since rollups are hourly, a zone whose offset is not a whole number
-of hours cannot be bucketed exactly and is refused.
+Nothing here scans raw events. Buckets are local to the requested time zone (hours, days,
+weeks from Monday, months), their boundaries computed once for the range and converted to
+UTC. Rollups are kept per quarter hour, hour and UTC day (`limits.models.ROLLUP_GRAINS`), so
+each bucket is read as the fewest rollup rows that tile it: the whole UTC days inside it,
+then the whole hours inside it but outside those days, then the quarter hours left. That is
+exact in every zone whose offset is a multiple of 15 minutes (Asia/Kolkata, Asia/Kathmandu,
+Australia/Lord_Howe's 30-minute daylight saving time); a range where the zone's offset is
+not (Africa/Monrovia before 1972) is refused. Over time reads the totals; by model and by
+action read the detailed rollups over the whole window, tiled the same way.
 
 The work is bounded: a range is at most `MAX_RANGE` long and gives at most `MAX_BUCKETS`
-buckets, both checked by arithmetic before any bucket is enumerated; a big answer is
-assembled in a worker thread, off the event loop.
+buckets, both checked by arithmetic before any bucket is enumerated; many buckets are laid
+out in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio.to_thread
@@ -25,6 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import ErrorCode, InvalidInput
 from core.orgs import Organization
 from limits import repository
+from limits.models import ROLLUP_GRAINS, rollup_bucket
+from limits.repository import RollupBreakdown, RollupSpan
 
 MAX_BUCKETS = 2_000
 """The most buckets one answer holds (2,000 hours is about 83 days by hour)."""
@@ -32,8 +40,13 @@ MAX_RANGE = timedelta(days=3_660)
 """The longest range statistics cover: about ten years."""
 FIRST_YEAR, LAST_YEAR = 1970, 9000
 """The years `from` and `to` may fall in."""
-THREAD_ABOVE_ROWS = 2_000
-"""Answers assembled from more rollup rows than this are assembled in a worker thread."""
+THREAD_ABOVE_BUCKETS = 200
+"""Answers of more buckets than this are laid out in a worker thread, off the event loop
+(2,000 hours take tens of milliseconds)."""
+QUARTER = ROLLUP_GRAINS[0]
+"""The finest rollup, in minutes: `from` and `to` are rounded down to it."""
+_QUARTER = timedelta(minutes=QUARTER)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _LONGEST_BUCKET = {
     "hour": timedelta(hours=1),
@@ -102,11 +115,7 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
-def floor_hour(instant: datetime) -> datetime:
-    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def local_bucket(local: datetime, granularity: Granularity) -> datetime:
+def _local_start(local: datetime, granularity: Granularity) -> datetime:
     """The start of the bucket holding a naive local time."""
     hour = local.replace(minute=0, second=0, microsecond=0)
     if granularity is Granularity.HOUR:
@@ -119,7 +128,7 @@ def local_bucket(local: datetime, granularity: Granularity) -> datetime:
     return day.replace(day=1)
 
 
-def _next_bucket(bucket: datetime, granularity: Granularity) -> datetime:
+def _next_start(bucket: datetime, granularity: Granularity) -> datetime:
     if granularity is Granularity.HOUR:
         return bucket + timedelta(hours=1)
     if granularity is Granularity.DAY:
@@ -130,23 +139,72 @@ def _next_bucket(bucket: datetime, granularity: Granularity) -> datetime:
     return bucket.replace(year=year, month=month + 1)
 
 
-def _buckets(
+def bucket_starts(
     start: datetime, end: datetime, granularity: Granularity, tz: ZoneInfo
-) -> Iterator[datetime]:
-    bucket = local_bucket(start.astimezone(tz).replace(tzinfo=None), granularity)
-    last = end.astimezone(tz).replace(tzinfo=None)
-    while bucket < last:
-        yield bucket
-        bucket = _next_bucket(bucket, granularity)
+) -> list[datetime]:
+    """The UTC starts of the local buckets overlapping [start, end), in order (the first may
+    begin before `start`). A local hour that does not exist (skipped when the clocks go
+    forward) starts where the next one does, and is left out."""
+    starts: list[datetime] = []
+    local = _local_start(start.astimezone(tz).replace(tzinfo=None), granularity)
+    while len(starts) <= MAX_BUCKETS:
+        instant = local.replace(tzinfo=tz).astimezone(UTC)
+        if instant >= end:
+            return starts
+        if not starts or instant > starts[-1]:
+            starts.append(instant)
+        local = _next_start(local, granularity)
+    raise StatsError(
+        f"over {MAX_BUCKETS} buckets asked; at most {MAX_BUCKETS}: use a coarser granularity",
+        "granularity",
+    )
 
 
-def _check_whole_hours(tz: ZoneInfo, instants: list[datetime]) -> None:
-    for instant in instants:
+def rollup_spans(slot: int, start: datetime, end: datetime) -> list[RollupSpan]:
+    """[start, end) (quarter-hour instants) as the fewest rollup rows, counted towards
+    `slot`: the whole UTC days inside it, then the whole hours outside those days, then the
+    quarter hours left."""
+    return [
+        RollupSpan(slot, grain, low, high)
+        for grain, low, high in _tile(_minutes(start), _minutes(end), _COARSEST_FIRST)
+    ]
+
+
+_COARSEST_FIRST = tuple(sorted(ROLLUP_GRAINS, reverse=True))
+
+
+def _minutes(instant: datetime) -> int:
+    return (instant - _EPOCH) // timedelta(minutes=1)
+
+
+def _tile(start: int, end: int, grains: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """[start, end) in minutes from the epoch as (grain, start, end) runs of whole buckets."""
+    if start >= end:
+        return []
+    grain, finer = grains[0], grains[1:]
+    if not finer:
+        return [(grain, start, end)]
+    first, last = -(-start // grain) * grain, end // grain * grain
+    if first >= last:
+        return _tile(start, end, finer)
+    return [*_tile(start, first, finer), (grain, first, last), *_tile(last, end, finer)]
+
+
+def _check_quarter_hours(
+    tz: ZoneInfo, start: datetime, end: datetime, boundaries: Sequence[datetime]
+) -> None:
+    """Refuses a range where the zone's offset is not a multiple of 15 minutes: at `start` or
+    `end`, or at a bucket boundary, which then falls off the quarter hours the rollups can
+    cut at."""
+    for instant in (start, end, *boundaries):
         offset = instant.astimezone(tz).utcoffset() or timedelta()
-        if offset % timedelta(hours=1):
+        if offset % _QUARTER or (instant - _EPOCH) % _QUARTER:
+            sign = "-" if offset < timedelta() else "+"
             raise StatsError(
-                f"time zone {tz.key} is {offset} from UTC: hourly statistics can only be "
-                "bucketed in zones whose offset is a whole number of hours",
+                f"time zone {tz.key} is UTC{sign}{abs(offset)} on "
+                f"{instant.astimezone(tz).date().isoformat()}: usage is kept per quarter "
+                "hour, so statistics are exact only where a zone's offset is a multiple of "
+                "15 minutes; ask for a later range or another time zone",
                 "timezone",
             )
 
@@ -162,11 +220,11 @@ async def usage_stats(
     timezone: str,
     currency: str,
 ) -> UsageStats:
-    """Statistics of `resource`; `start` and `end` are rounded down to the hour."""
+    """Statistics of `resource`; `start` and `end` are rounded down to the quarter hour."""
     tz = zone(timezone)
     start, end = _instant(start, tz, "from"), _instant(end, tz, "to")
     if end <= start:
-        raise StatsError("to must be at least an hour after from", "to")
+        raise StatsError(f"to must be at least {QUARTER} minutes after from", "to")
     if end - start > MAX_RANGE:
         raise StatsError(
             f"from {start.isoformat()} to {end.isoformat()} is over the longest range of "
@@ -180,69 +238,68 @@ async def usage_stats(
             "shorter range",
             "granularity",
         )
-    rows = await repository.rollup_totals(
-        session, organization.id, resource, start, end, granularity.value, timezone
+    if (end - start) // _LONGEST_BUCKET[granularity.value] > THREAD_ABOVE_BUCKETS:
+        labels, spans = await anyio.to_thread.run_sync(_layout, start, end, granularity, tz)
+    else:
+        labels, spans = _layout(start, end, granularity, tz)
+    totals = await repository.rollup_totals(session, organization.id, resource, spans)
+    breakdown = await repository.rollup_breakdown(
+        session, organization.id, resource, rollup_spans(0, start, end)
     )
-    if len(rows) > THREAD_ABOVE_ROWS:
-        return await anyio.to_thread.run_sync(
-            _assemble, rows, start, end, granularity, tz, currency
-        )
-    return _assemble(rows, start, end, granularity, tz, currency)
-
-
-def _instant(value: datetime, tz: ZoneInfo, field: str) -> datetime:
-    """`value` rounded down to the hour, in UTC; a time without an offset (a date alone,
-    `2026-11-28`, is its midnight) is a local time in `tz`."""
-    if not FIRST_YEAR <= value.year <= LAST_YEAR:
-        raise StatsError(
-            f"{field} {value.isoformat()} is out of range: years {FIRST_YEAR} to {LAST_YEAR}",
-            field,
-        )
-    return floor_hour(value if value.tzinfo is not None else value.replace(tzinfo=tz))
-
-
-def _assemble(
-    rows: Sequence[Any],
-    start: datetime,
-    end: datetime,
-    granularity: Granularity,
-    tz: ZoneInfo,
-    currency: str,
-) -> UsageStats:
-    """The answer from the rollup rows (pure computation: it may run in a worker thread)."""
-    buckets = list(_buckets(start, end, granularity, tz))
-    if len(buckets) > MAX_BUCKETS:
-        raise StatsError(
-            f"{len(buckets)} buckets asked; at most {MAX_BUCKETS}: use a coarser granularity",
-            "granularity",
-        )
-    _check_whole_hours(tz, [start, end, *(b.replace(tzinfo=tz) for b in buckets)])
-    series: dict[datetime, list[int]] = {bucket: [0, 0] for bucket in buckets}
-    models: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    actions: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for when, model, action, amount, cost, unpriced in rows:
-        local = when if when.tzinfo is None else when.astimezone(tz).replace(tzinfo=None)
-        point = series.setdefault(local_bucket(local, granularity), [0, 0])
-        point[0] += amount
-        point[1] += cost
-        for table, key in ((models, model), (actions, action)):
-            table[key][0] += amount
-            table[key][1] += cost
-            table[key][2] += unpriced
-    total = sum(amount for amount, _ in series.values())
+    over_time = [UsagePoint(label, *totals.get(slot, (0, 0))) for slot, label in enumerate(labels)]
+    total = sum(point.amount for point in over_time)
+    by_model, by_action = _breakdowns(breakdown, total)
     return UsageStats(
         start=start,
         end=end,
         currency=currency,
         total_amount=total,
-        total_cost_micros=sum(cost for _, cost in series.values()),
-        over_time=[
-            UsagePoint(bucket.replace(tzinfo=tz), amount, cost)
-            for bucket, (amount, cost) in sorted(series.items())
-        ],
-        by_model=_shares(models, total),
-        by_action=_shares(actions, total),
+        total_cost_micros=sum(point.cost_micros for point in over_time),
+        over_time=over_time,
+        by_model=by_model,
+        by_action=by_action,
     )
+
+
+def _layout(
+    start: datetime, end: datetime, granularity: Granularity, tz: ZoneInfo
+) -> tuple[list[datetime], list[RollupSpan]]:
+    """The buckets' starts in `tz`, and the rollup spans that tile them (slot i: bucket i,
+    clipped to [start, end)). Pure computation: it may run in a worker thread."""
+    starts = bucket_starts(start, end, granularity, tz)
+    _check_quarter_hours(tz, start, end, starts[1:])
+    bounds = [start, *starts[1:], end]
+    spans = [
+        span
+        for slot, (low, high) in enumerate(pairwise(bounds))
+        for span in rollup_spans(slot, low, high)
+    ]
+    return [bucket.astimezone(tz) for bucket in starts], spans
+
+
+def _instant(value: datetime, tz: ZoneInfo, field: str) -> datetime:
+    """`value` rounded down to the quarter hour, in UTC; a time without an offset (a date
+    alone, `2026-11-28`, is its midnight) is a local time in `tz`."""
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise StatsError(
+            f"{field} {value.isoformat()} is out of range: years {FIRST_YEAR} to {LAST_YEAR}",
+            field,
+        )
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=tz)
+    return rollup_bucket(aware, QUARTER)
+
+
+def _breakdowns(
+    rows: Sequence[RollupBreakdown], total: int
+) -> tuple[list[UsageShare], list[UsageShare]]:
+    """Shares by model and by action from the (model, action) sums."""
+    models: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    actions: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for model, action, *sums in rows:
+        for table, key in ((models, model), (actions, action)):
+            for index, value in enumerate(sums):
+                table[key][index] += value
+    return _shares(models, total), _shares(actions, total)
 
 
 def _shares(table: dict[str, list[int]], total: int) -> list[UsageShare]:

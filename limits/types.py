@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
 from core.errors import Conflict, DomainError, ErrorCode, InvalidInput
 from limits.display import format_meter
+from limits.models import ROLLUP_GRAINS, rollup_bucket
 from limits.periods import Period
 from limits.resource import Limit, Policy, Resource
 
-Status = Literal["accepted", "duplicate", "rejected"]
+Status = Literal["accepted", "duplicate", "rejected", "reused"]
+"""`reused`: the idempotency key was recorded with another resource or amount; nothing counted."""
+
+BIGINT_MAX = 2**63 - 1
+"""The largest count a counter (a 64-bit BIGINT) holds: `used + reserved` never passes it."""
 
 
 FIELD_OF_CODE = {
     ErrorCode.UNKNOWN_RESOURCE: "resource",
     ErrorCode.INVALID_AMOUNT: "amount",
+    ErrorCode.AMOUNT_TOO_LARGE: "amount",
     ErrorCode.MISSING_IDEMPOTENCY_KEY: "idempotency_key",
     ErrorCode.INVALID_ATTRIBUTE: "attributes",
     ErrorCode.INVALID_TTL: "ttl_seconds",
@@ -40,6 +46,33 @@ class UsageRejected(InvalidInput):
 
     def at(self, index: int) -> UsageRejected:
         return UsageRejected(self.code, f"events[{index}]: {self.message}", index)
+
+
+class IdempotencyKeyReused(Conflict):
+    """An idempotency key already recorded with another resource or amount
+    (IDEMPOTENCY_KEY_REUSED); nothing was recorded. `resource` and `amount` are its first use's,
+    `index` the event's position in its batch, when it came in one."""
+
+    def __init__(
+        self, key: str, resource: str, amount: int, *, what: str = "", index: int | None = None
+    ) -> None:
+        where = f"events[{index}]: " if index is not None else ""
+        super().__init__(
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            f"{where}idempotency key {key!r} was already used for {what}{amount} {resource}; "
+            "a replay must repeat its resource and amount",
+            field="idempotency_key",
+        )
+        self.key = key
+        self.resource = resource
+        self.amount = amount
+        self.what = what
+        self.index = index
+
+    def at(self, index: int) -> IdempotencyKeyReused:
+        return IdempotencyKeyReused(
+            self.key, self.resource, self.amount, what=self.what, index=index
+        )
 
 
 class ReservationError(Conflict):
@@ -98,7 +131,7 @@ class UsageInput:
 
 @dataclass(frozen=True)
 class PreparedEvent:
-    """A validated input with its counter period, hour and cost decided."""
+    """A validated input with its counter period and cost decided."""
 
     resource: Resource
     amount: int
@@ -117,8 +150,9 @@ class PreparedEvent:
         return self.resource.key, self.period_start
 
     @property
-    def hour(self) -> datetime:
-        return self.occurred_at.replace(minute=0, second=0, microsecond=0)
+    def quarter(self) -> datetime:
+        """The UTC start of the quarter hour holding `occurred_at`: its rollup bucket."""
+        return rollup_bucket(self.occurred_at, ROLLUP_GRAINS[0])
 
 
 @dataclass(frozen=True)
@@ -140,6 +174,8 @@ class Decision:
 
     `limit` is the plan's; `extra` is the extra allowance (top-ups) this decision knew of:
     what the period drew from it, plus what remains of it when the decision had to read it.
+    `reserved` leaves out holds expired by the time of the decision. A `reused` decision
+    carries its key's first use (resource, `requested`, `used`, `limit`), like a replay.
     """
 
     resource: str
@@ -154,7 +190,7 @@ class Decision:
 
     @property
     def allowed(self) -> bool:
-        return self.status != "rejected"
+        return self.status in ("accepted", "duplicate")
 
     @property
     def remaining(self) -> int | None:
@@ -165,8 +201,21 @@ class Decision:
         return max(self.limit + self.extra - self.used - self.reserved, 0)
 
     @property
+    def out_of_range(self) -> bool:
+        """Whether adding `requested` would take the counter past `BIGINT_MAX`."""
+        return self.requested > 0 and self.used + self.reserved + self.requested > BIGINT_MAX
+
+    @property
     def explanation(self) -> str:
         """Why a rejected decision was refused, in words."""
+        if self.status == "reused":
+            return self.key_reuse().message
+        if self.out_of_range:
+            return (
+                f"{self.resource}: {self.requested} more would take the counter past "
+                f"{BIGINT_MAX}, the largest count Tally keeps ({self.used} used"
+                + (f", {self.reserved} reserved)" if self.reserved else ")")
+            )
         if self.requested < 0:
             return f"{self.resource}: cannot give back {-self.requested}, only {self.used} in use"
         held = f", {self.reserved} reserved" if self.reserved else ""
@@ -183,6 +232,10 @@ class Decision:
 
     @property
     def error_code(self) -> ErrorCode:
+        if self.status == "reused":
+            return ErrorCode.IDEMPOTENCY_KEY_REUSED
+        if self.out_of_range:
+            return ErrorCode.AMOUNT_TOO_LARGE
         if self.requested < 0:
             return ErrorCode.NOTHING_TO_RELEASE
         if self.policy is Policy.OVERAGE:
@@ -190,10 +243,13 @@ class Decision:
         return ErrorCode.LIMIT_EXCEEDED
 
     def refusal(self) -> DomainError | None:
-        """Why a rejected decision was refused, as the error a single operation raises."""
+        """Why a rejected (or reused) decision was refused, as the error a single operation
+        raises."""
+        if self.status == "reused":
+            return self.key_reuse()
         if self.status != "rejected":
             return None
-        if self.requested < 0:
+        if self.requested < 0 or self.out_of_range:
             return InvalidInput(self.error_code, self.explanation, field="amount")
         return LimitExceeded(
             self.explanation,
@@ -204,9 +260,22 @@ class Decision:
             code=self.error_code,
         )
 
+    def key_reuse(self) -> IdempotencyKeyReused:
+        """The refusal of a `reused` decision."""
+        return IdempotencyKeyReused(self.idempotency_key, self.resource, self.requested)
+
     @property
     def over_limit(self) -> bool:
         return self.limit is not None and self.used > self.limit + self.extra
+
+
+def refuse_reused(decisions: Sequence[Decision]) -> None:
+    """Raise `IdempotencyKeyReused` for the first `reused` decision, naming its event when
+    there are several: a request reusing a key is refused whole."""
+    for index, decision in enumerate(decisions):
+        if decision.status == "reused":
+            reused = decision.key_reuse()
+            raise reused.at(index) if len(decisions) > 1 else reused
 
 
 @dataclass(frozen=True)
@@ -235,6 +304,10 @@ class ResourceUsage:
 
     `drawn` is what this period drew from the organization's extra allowance (top-ups) and
     `extra_left` what remains of it: the meter's room is the plan's limit plus both.
+
+    `used` is Tally's counter, what decisions, alerts and bills count; `displayed` is the
+    count a `tally_display_usage` plugin shows instead (None: none), and `shown` what the
+    meter shows: `remaining`, `percent` and `display` are of `shown`.
     """
 
     resource: Resource
@@ -243,6 +316,12 @@ class ResourceUsage:
     reserved: int = 0
     drawn: int = 0
     extra_left: int = 0
+    displayed: int | None = None
+
+    @property
+    def shown(self) -> int:
+        """The count the meter shows: the plugin's `displayed`, else Tally's `used`."""
+        return self.used if self.displayed is None else self.displayed
 
     @property
     def extra(self) -> int:
@@ -258,15 +337,15 @@ class ResourceUsage:
     def remaining(self) -> int | None:
         if self.total_limit is None:
             return None
-        return max(self.total_limit - self.used - self.reserved, 0)
+        return max(self.total_limit - self.shown - self.reserved, 0)
 
     @property
     def percent(self) -> float:
         if self.total_limit is None:
             return 0.0
         if self.total_limit == 0:
-            return 100.0 if self.used > 0 else 0.0
-        return round(self.used * 100 / self.total_limit, 2)
+            return 100.0 if self.shown > 0 else 0.0
+        return round(self.shown * 100 / self.total_limit, 2)
 
     @property
     def overage(self) -> int:
@@ -278,7 +357,7 @@ class ResourceUsage:
 
     @property
     def display(self) -> str:
-        return format_meter(self.used, self.total_limit, self.resource.display)
+        return format_meter(self.shown, self.total_limit, self.resource.display)
 
 
 @dataclass(frozen=True)

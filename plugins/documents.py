@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from limits import ErrorCode, Resource, UsageRejected, hookimpl
+from limits import ErrorCode, PreparedEvent, Resource, UsageRejected, hookimpl
 
 KINDS = ("document", "product", "faq", "web_page")
 
@@ -26,12 +25,14 @@ def tally_register_resources() -> Iterable[Resource]:
 
 
 @hookimpl
-def tally_validate_usage(resource: Resource, attributes: Mapping[str, Any]) -> None:
+def tally_validate_batch(resource: Resource, events: Sequence[PreparedEvent]) -> None:
     if resource.key != DOCUMENTS.key:
         return
-    kind = attributes.get("kind", "document")
-    if kind not in KINDS:
-        raise UsageRejected(
-            ErrorCode.INVALID_ATTRIBUTE,
-            f"document kind must be one of {', '.join(KINDS)}, not {kind!r}",
-        )
+    for position, event in enumerate(events):
+        kind = event.attributes.get("kind", "document")
+        if kind not in KINDS:
+            raise UsageRejected(
+                ErrorCode.INVALID_ATTRIBUTE,
+                f"document kind must be one of {', '.join(KINDS)}, not {kind!r}",
+                position,
+            )

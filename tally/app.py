@@ -5,8 +5,10 @@ request metrics at the edge."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 from typing import Any
 
 from graphql.validation import NoSchemaIntrospectionCustomRule
@@ -24,6 +26,7 @@ from graph.context import Loaders, TallyContext
 from graph.live import KeyWatch, LiveContext, authenticate_connection
 from graph.schema import build_schema
 from limits.notify import UsageHub
+from limits.retention import keep_maintaining
 from tally import http
 from tally.http import metrics, security
 from tally.http.errors import EXCEPTION_HANDLERS
@@ -61,8 +64,11 @@ class TallyGraphQL(GraphQL[TallyContext, None]):
             connection: Any = request
             return LiveContext(connection, None, services, None, loaders, self.hub, self.keys)
         found = await authenticated(request, self.runtime)
-        principal = found[0] if found else None
-        return TallyContext(request, response, self.runtime, principal, Loaders(self.runtime))
+        if found is None:
+            return TallyContext(request, response, self.runtime, None, Loaders(self.runtime))
+        principal, organization = found
+        loaders = Loaders(self.runtime, caller_organization=organization)
+        return TallyContext(request, response, self.runtime, principal, loaders)
 
     async def on_ws_connect(self, context: TallyContext) -> UnsetType:
         if not isinstance(context, LiveContext):
@@ -81,9 +87,16 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await graphql.hub.start()
+        retention = timedelta(days=runtime.settings.event_retention_days)
+        pruning = asyncio.create_task(
+            keep_maintaining(runtime.db, runtime.clock.now, retention), name="event retention"
+        )
         try:
             yield
         finally:
+            pruning.cancel()
+            with suppress(asyncio.CancelledError):
+                await pruning
             await graphql.hub.stop()
             await runtime.db.dispose()
             metrics.process_exited()

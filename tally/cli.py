@@ -1,5 +1,5 @@
 """The `tally` command: serve, migrate, plans, resources, export-schema, create-org,
-stripe-sync, close-periods, invoices mark-paid."""
+stripe-sync, close-periods, prune-events, invoices mark-paid."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ from core.db import driver_url
 from core.errors import DomainError
 from core.resources import packaged_path
 from limits import PluginError, ResourceRegistry, create_plugin_manager
+from limits.event_storage import partition_name
 from limits.hookspecs import PROJECT
+from limits.retention import Maintained, maintain
 from tally.demo.seed import DemoKeys, demo_keys_file, ensure_demo
 from tally.http.metrics import MULTIPROCESS_DIR
 from tally.logging import log_config
@@ -93,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "close-periods",
         help="bill every organization's ended billing periods (idempotent; run it from cron)",
+    )
+    commands.add_parser(
+        "prune-events",
+        help="start this month's epoch of raw usage events and remove the epochs older than "
+        "TALLY_EVENT_RETENTION_DAYS (idempotent; tally serve runs it hourly, or run it from cron)",
     )
     invoices = commands.add_parser("invoices", help="local invoices")
     invoice_commands = invoices.add_subparsers(dest="invoice_command", required=True)
@@ -170,10 +177,16 @@ def _serve(runtime: Runtime, args: argparse.Namespace) -> None:
             log_level="info",
             log_config=log_config(),
             access_log=False,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+WORKER_HEALTHCHECK_SECONDS = 30
+"""How long uvicorn's supervisor waits for a busy worker to answer its health check before it
+kills and restarts it (uvicorn's default, 5 s, restarted healthy workers under load)."""
 
 
 def _metrics_dir(workers: int) -> str | None:
@@ -291,7 +304,7 @@ def _create_org(runtime: Runtime, args: argparse.Namespace) -> None:
 
 
 def _stripe_sync(runtime: Runtime, args: argparse.Namespace) -> None:
-    from billing.stripe import StripeProvider
+    from billing.stripe.provider import StripeProvider
     from billing.stripe.sync import SyncLine, stripe_sync
 
     provider = runtime.provider
@@ -372,6 +385,32 @@ def _flag_overdue(runtime: Runtime) -> None:
         print(f"{item.organization_id}  overdue: {numbers}; usage stops at {stops} unless paid")
 
 
+def _prune_events(runtime: Runtime) -> None:
+    _connect(runtime)
+    retention = timedelta(days=runtime.settings.event_retention_days)
+
+    async def prune() -> Maintained:
+        try:
+            return await maintain(runtime.db, runtime.clock.now(), retention)
+        finally:
+            await runtime.db.dispose()
+
+    done = asyncio.run(prune())
+    if done.started is not None:
+        print(f"started epoch {partition_name(done.started)}: new events are written there")
+    for removed in done.removed:
+        print(
+            f"removed {partition_name(removed.epoch)}: the events recorded from "
+            f"{removed.started_at.isoformat(timespec='seconds')} to "
+            f"{removed.ended_at.isoformat(timespec='seconds')}"
+        )
+    oldest = done.kept[0].started_at.isoformat(timespec="seconds")
+    print(
+        f"{len(done.kept)} epoch(s) kept, events recorded since {oldest} "
+        f"(TALLY_EVENT_RETENTION_DAYS={runtime.settings.event_retention_days})"
+    )
+
+
 def _mark_paid(runtime: Runtime, number: str) -> None:
     _connect(runtime)
 
@@ -414,6 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _flag_overdue(runtime)
             if failed:
                 raise CommandError(f"{failed} organization(s) could not be closed; see above")
+        elif args.command == "prune-events":
+            _prune_events(runtime)
         elif args.command == "invoices":
             _mark_paid(runtime, args.number)
     except (CatalogError, AccountError, ConfigError) as error:

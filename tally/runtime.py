@@ -20,6 +20,7 @@ from billing.stripe.events import HANDLERS, same_second
 from billing.tax import TaxError, TaxTable
 from billing.topups import TopUpService, check_topups
 from billing.webhooks import EventContext, ObjectSource, Webhooks
+from core.auth import Authenticator
 from core.clock import Clock, SystemClock
 from core.config import ConfigError, Settings
 from core.db import Database
@@ -51,6 +52,7 @@ class Runtime:
     billing: BillingService
     topups: TopUpService
     spend_caps: SpendCapService
+    authenticator: Authenticator
     warnings: tuple[str, ...] = ()
 
 
@@ -85,7 +87,7 @@ def build_provider(
 ) -> BillingProvider:
     """The billing provider TALLY_BILLING names: local (default) or stripe."""
     if settings.billing == "stripe":
-        from billing.stripe import StripeProvider
+        from billing.stripe.provider import StripeProvider
 
         if not settings.stripe_api_key:
             raise ConfigError("TALLY_BILLING=stripe needs STRIPE_API_KEY")
@@ -164,5 +166,6 @@ def build_runtime(
         billing=BillingService(db, clock, catalog, engine, plan_changes, provider),
         topups=TopUpService(db, clock, catalog, provider, engine.registry),
         spend_caps=SpendCapService(db, catalog, engine),
+        authenticator=Authenticator(db, clock, settings.auth_cache_seconds),
         warnings=(warning,) if warning else (),
     )

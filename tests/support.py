@@ -15,10 +15,24 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts import OpenedAccount, create_api_key
 from core.orgs import Role
+from limits.models import OrganizationRef, UsageEventRow
 from tally.runtime import Runtime
+
+
+async def usage_events(session: AsyncSession, organization_id: str) -> list[UsageEventRow]:
+    """An organization's raw usage events, in any epoch (the table names the organization by
+    its `OrganizationRef`)."""
+    statement = (
+        select(UsageEventRow)
+        .join(OrganizationRef, OrganizationRef.ref == UsageEventRow.organization_ref)  # type: ignore[arg-type]
+        .where(OrganizationRef.organization_id == organization_id)  # type: ignore[arg-type]
+    )
+    return list((await session.execute(statement)).scalars())
 
 
 def at(

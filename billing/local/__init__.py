@@ -1,4 +1,7 @@
-"""The embedded billing provider's invoices: their content, as PDF and as HTML."""
+"""The embedded billing provider's invoices: their content, as PDF and as HTML.
+
+The PDF renderer (`billing.local.pdf`) is imported where a PDF is made, not here: fpdf and its
+fonts take about 25 MB that a worker which never renders a PDF does not need."""
 
 from billing.local.documents import (
     InvoiceDocument,
@@ -8,7 +11,6 @@ from billing.local.documents import (
     format_period,
 )
 from billing.local.html import render_html
-from billing.local.pdf import pdf_amount, render_pdf
 
 __all__ = [
     "InvoiceDocument",
@@ -16,7 +18,5 @@ __all__ = [
     "Party",
     "format_date",
     "format_period",
-    "pdf_amount",
     "render_html",
-    "render_pdf",
 ]

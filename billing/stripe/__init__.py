@@ -1,5 +1,4 @@
-"""The Stripe provider: the only package that imports `stripe`."""
+"""The Stripe provider (`billing.stripe.provider`): the only package that imports `stripe`.
 
-from billing.stripe.provider import StripeProvider
-
-__all__ = ["StripeProvider"]
+Nothing is imported here: the webhook handlers (`billing.stripe.events`) run in every worker,
+while the `stripe` SDK (about 13 MB) loads only where the Stripe provider is chosen."""

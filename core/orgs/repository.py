@@ -1,4 +1,9 @@
-"""SQL for organizations, members and API keys."""
+"""SQL for organizations, members and API keys.
+
+A statement that changes keys in bulk (revoking, lowering roles) drops the organization's
+cached keys when its transaction commits (`core.auth_cache`); changes made through ORM
+objects are noticed at flush.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from core.auth_cache import KeyAccess, forget_on_commit
 from core.orgs.models import ApiKey, Member, Organization
 
 
@@ -39,14 +45,10 @@ async def list_members(session: AsyncSession, organization_id: str) -> Sequence[
     return result.scalars().all()
 
 
-async def find_api_key(session: AsyncSession, secret_hash: str) -> ApiKey | None:
-    result = await session.execute(select(ApiKey).where(col(ApiKey.secret_hash) == secret_hash))
-    return result.scalar_one_or_none()
-
-
 async def revoke_api_keys(
     session: AsyncSession, organization_id: str, names: Sequence[str], at: datetime
 ) -> None:
+    forget_on_commit(session, organization_id)
     await session.execute(
         update(ApiKey)
         .where(
@@ -58,17 +60,35 @@ async def revoke_api_keys(
     )
 
 
-async def find_api_key_with_organization(
-    session: AsyncSession, secret_hash: str
-) -> tuple[ApiKey, Organization] | None:
-    """A key and its organization in one statement (the hot path's only lookup)."""
-    result = await session.execute(
-        select(ApiKey, Organization)
-        .join(Organization, col(Organization.id) == col(ApiKey.organization_id))
-        .where(col(ApiKey.secret_hash) == secret_hash)
-    )
-    row = result.first()
-    return None if row is None else (row[0], row[1])
+_API_KEYS = ApiKey.__table__  # type: ignore[attr-defined]
+_ORGANIZATIONS = Organization.__table__  # type: ignore[attr-defined]
+_KEY_FIELDS = (
+    "id",
+    "organization_id",
+    "role",
+    "service",
+    "member_id",
+    "prefix",
+    "revoked_at",
+    "expires_at",
+    "last_used_at",
+)
+_KEY_ACCESS = select(*(_API_KEYS.c[name] for name in _KEY_FIELDS), *_ORGANIZATIONS.c).join_from(
+    _API_KEYS, _ORGANIZATIONS, _ORGANIZATIONS.c.id == _API_KEYS.c.organization_id
+)
+
+
+async def find_key_access(session: AsyncSession, secret_hash: str) -> KeyAccess | None:
+    """The key with this hash and its organization, in one statement of columns (no ORM
+    entities): the only read of authentication."""
+    statement = _KEY_ACCESS.where(_API_KEYS.c.secret_hash == secret_hash)
+    row = (await session.execute(statement)).first()
+    if row is None:
+        return None
+    split = len(_KEY_FIELDS)
+    key = dict(zip(_KEY_FIELDS, row[:split], strict=True))
+    organization = dict(zip(_ORGANIZATIONS.c.keys(), row[split:], strict=True))
+    return KeyAccess(**key, organization=organization)
 
 
 async def find_member(
@@ -133,6 +153,7 @@ async def revoke_member_keys(
     session: AsyncSession, organization_id: str, member_id: str, at: datetime
 ) -> list[str]:
     """Revoke every live key of the member; the ids of the keys revoked."""
+    forget_on_commit(session, organization_id)
     result = await session.execute(
         update(ApiKey)
         .where(
@@ -150,6 +171,7 @@ async def lower_member_keys(
     session: AsyncSession, organization_id: str, member_id: str, roles: Sequence[str], to: str
 ) -> None:
     """Give the member's keys holding one of `roles` the role `to` instead."""
+    forget_on_commit(session, organization_id)
     await session.execute(
         update(ApiKey)
         .where(

@@ -9,7 +9,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from billing.links import InvoiceLinks
-from billing.local import render_html, render_pdf
+from billing.local import render_html
 
 NO_STORE = {"Cache-Control": "private, no-store"}
 
@@ -26,6 +26,8 @@ def routes(links: InvoiceLinks) -> list[BaseRoute]:
         )
         if opened.format == "html":
             return HTMLResponse(render_html(opened.document), headers=NO_STORE)
+        from billing.local.pdf import render_pdf  # loads fpdf (~25 MB) on the first PDF only
+
         pdf = await anyio.to_thread.run_sync(render_pdf, opened.document)
         return Response(
             pdf,

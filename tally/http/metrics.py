@@ -73,7 +73,7 @@ def route_of(scope: Scope) -> str:
 
 def observe_pool(db: Database) -> None:
     """Sets the checked-out connections gauge from the database's pools."""
-    for name, engine in (("read", db.engine), ("write", db.write_engine)):
+    for name, engine in db.pools.items():
         checked_out = getattr(engine.sync_engine.pool, "checkedout", None)
         if callable(checked_out):
             DATABASE_CONNECTIONS.labels(name).set(checked_out())

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core import audit
-from core.auth import Principal, authenticate_with_organization, bearer_secret, record_use
+from core.auth import Principal, bearer_secret
 from core.config import Rate
 from core.orgs import Organization
 from graph.errors import rate_limited
@@ -184,10 +184,7 @@ class RateLimits:
                 scope, receive, send
             )
             return
-        now = self.runtime.clock.now()
-        if principal.use_to_record(now):
-            async with self.runtime.db.write() as session:
-                await record_use(session, principal, now)
+        await self.runtime.authenticator.record_use(principal, self.runtime.clock.now())
         actor = audit.Actor(principal.api_key_id, principal.key_prefix, principal.member_id)
 
         async def call() -> None:
@@ -214,12 +211,10 @@ def refusal(scope: Scope, wait: float, message: str) -> JSONResponse:
 
 
 async def authenticate_request(connection: HTTPConnection, runtime: Runtime) -> Found:
-    """The key of the request's `Authorization: Bearer` header and its organization, if live."""
+    """The key of the request's `Authorization: Bearer` header and its organization, if live
+    (as the process's authenticator knows them: at most TALLY_AUTH_CACHE_SECONDS old)."""
     secret = bearer_secret(connection.headers.get("authorization"))
-    if secret is None:
-        return None
-    async with runtime.db.read() as session:
-        return await authenticate_with_organization(session, secret, at=runtime.clock.now())
+    return await runtime.authenticator.authenticate(secret)
 
 
 async def authenticated(connection: HTTPConnection, runtime: Runtime) -> Found:

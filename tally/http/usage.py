@@ -2,12 +2,19 @@
 
 Errors are JSON `{"error": {"code", "message"}}` with a fitting status. A batch is validated
 whole before anything is applied; a single event shares its transaction with concurrent
-ones of the same organization (group commit).
+ones of the same organization (group commit). An idempotency key already recorded with
+another resource or amount refuses the whole request: 409 IDEMPOTENCY_KEY_REUSED, naming the
+event in a batch.
 
 Bad input is refused before anything else with a 400 naming the field (`events[2].amount`):
 text with a NUL or an invalid character anywhere in the body, an integer that is not a JSON
 integer (`graph.scalars.integer_problem`, the rule of GraphQL's `BigInt` too), a required
 field missing (naming a misspelt one). Bodies are capped by `tally.http.limits`.
+
+Bodies are decoded by orjson and answers encoded by it (`FastJSONResponse`); a body orjson
+would answer otherwise than the standard library (one it refuses: NaN, a lone surrogate, a BOM,
+UTF-16; or one with an integer past 64 bits, which orjson turns into a float) is decoded again
+by the standard library, whose answer stands, so the refusals name the same fields.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from core.auth import Principal
@@ -29,6 +37,7 @@ from graph.scalars import bad_text_in, integer_problem, text_problem
 from limits import Decision, Reservation, UsageInput
 from limits.batcher import GroupCommitter
 from limits.service import DEFAULT_TTL_SECONDS
+from limits.types import refuse_reused
 from tally.http.errors import HttpError
 from tally.http.ratelimit import authenticated
 from tally.runtime import Runtime
@@ -36,6 +45,19 @@ from tally.runtime import Runtime
 MAX_EVENTS = 1000
 _FIELDS = ("resource", "amount", "idempotency_key", "occurred_at")
 _RESERVATION_FIELDS = ("resource", "amount", "idempotency_key", "ttl_seconds")
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+"""A `bytes.translate` table: every digit becomes 0, every other byte a space."""
+_WIDE_INTEGER = b"0" * 19
+"""19 digits in a row: an integer orjson may turn into a float (past -2**63 or 2**64 - 1)."""
+
+
+class FastJSONResponse(Response):
+    """A JSON answer encoded by orjson: compact UTF-8, as Starlette's `JSONResponse`."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def _decision_json(decision: Decision) -> dict[str, Any]:
@@ -64,18 +86,49 @@ def _reservation_json(reservation: Reservation) -> dict[str, Any]:
 
 
 async def _json_body(request: Request) -> Any:
-    """The decoded JSON body (`{}` when empty); refused with a 400 naming the field when a
-    string in it holds a NUL or an invalid character. Its size is capped upstream."""
-    body = await request.body()
+    """The decoded JSON body of the request (see `decode_json_body`); its size is capped
+    upstream."""
+    return decode_json_body(await request.body())
+
+
+def decode_json_body(body: bytes) -> Any:
+    """The decoded JSON `body` (`{}` when empty), as the standard library decodes it; refused
+    with a 400 when it is not JSON, and with a 400 naming the field when a string in it holds
+    a NUL or an invalid character."""
+    if not body:
+        return {}
+    if _WIDE_INTEGER not in body.translate(_DIGITS_AS_ZEROS):
+        try:
+            decoded = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # decoded again below, for the standard library's answer
+        else:
+            # orjson takes valid UTF-8 and no lone surrogate: only an escaped NUL gets through
+            return _checked_text(decoded) if b"\\u0000" in body else decoded
     try:
-        decoded = json.loads(body) if body else {}
+        decoded = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise HttpError(400, "INVALID_JSON", f"the body is not valid JSON: {error}") from None
-    found = bad_text_in(decoded, "")
+    except RecursionError:
+        raise _too_deep() from None
+    return _checked_text(decoded)
+
+
+def _checked_text(decoded: Any) -> Any:
+    """`decoded`, unless a string in it (a key or a value) holds a NUL or a lone surrogate:
+    then a 400 naming its field."""
+    try:
+        found = bad_text_in(decoded, "")
+    except RecursionError:
+        raise _too_deep() from None
     if found:
         path, problem = found
         raise HttpError(400, "INVALID_TEXT", f"{path.lstrip('.') or 'the body'} {problem}")
     return decoded
+
+
+def _too_deep() -> HttpError:
+    return HttpError(400, "INVALID_JSON", "the body is not valid JSON: it is nested too deeply")
 
 
 def _integer(value: Any, where: str) -> int:
@@ -122,12 +175,12 @@ def _usage_inputs(body: Any, *, keys_required: bool) -> list[UsageInput]:
         raise HttpError(400, "INVALID_BODY", "events must hold 1 to 1000 events")
     if len(events) > MAX_EVENTS:
         raise HttpError(413, "TOO_MANY_EVENTS", f"{len(events)} events; at most {MAX_EVENTS}")
+    required = ("resource", "amount", *(() if not keys_required else ("idempotency_key",)))
     inputs = []
     for index, event in enumerate(events):
         if not isinstance(event, dict):
             raise HttpError(400, "INVALID_BODY", f"events[{index}] must be an object")
-        required = ("resource", "amount", *(() if not keys_required else ("idempotency_key",)))
-        if any(name not in event for name in required[:2]):
+        if "resource" not in event or "amount" not in event:
             raise HttpError(
                 400, "INVALID_BODY", f"events[{index}] {_missing(event, required, _FIELDS)}"
             )
@@ -194,14 +247,15 @@ class UsageApi:
         if len(inputs) == 1:
             event = self.runtime.engine.prepare(organization, inputs)[0]
             decisions = [await self.committer.apply(organization, event)]
+            refuse_reused(decisions)
         else:
             decisions = await self.runtime.usage.record(organization, inputs)
-        return JSONResponse({"results": [_decision_json(d) for d in decisions]})
+        return FastJSONResponse({"results": [_decision_json(d) for d in decisions]})
 
     async def check(self, request: Request, _: Principal, organization: Organization) -> Response:
         inputs = _usage_inputs(await _json_body(request), keys_required=False)
         decisions = await self.runtime.usage.check(organization, inputs)
-        return JSONResponse({"results": [_decision_json(d) for d in decisions]})
+        return FastJSONResponse({"results": [_decision_json(d) for d in decisions]})
 
     async def reserve(self, request: Request, _: Principal, organization: Organization) -> Response:
         body = await _json_body(request)
@@ -224,7 +278,7 @@ class UsageApi:
         answer["reservation"] = (
             _reservation_json(outcome.reservation) if outcome.reservation else None
         )
-        return JSONResponse(
+        return FastJSONResponse(
             answer, status_code=201 if outcome.decision.status == "accepted" else 200
         )
 
@@ -240,8 +294,8 @@ class UsageApi:
         decision = await self.runtime.usage.commit(
             organization, request.path_params["id"], amount, attributes
         )
-        return JSONResponse(_decision_json(decision))
+        return FastJSONResponse(_decision_json(decision))
 
     async def release(self, request: Request, _: Principal, organization: Organization) -> Response:
         reservation = await self.runtime.usage.release(organization, request.path_params["id"])
-        return JSONResponse({"reservation": _reservation_json(reservation)})
+        return FastJSONResponse({"reservation": _reservation_json(reservation)})

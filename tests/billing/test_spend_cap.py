@@ -127,7 +127,7 @@ async def test_hook_tally_spend_cap_crossed(runtime: Runtime, recorder: Recorder
     assert recorder.crossed == [("tokens", 80, 1080), ("tokens", 100, 1100)]
     async with runtime.db.read() as session:
         alerts = await limits_repository.list_alerts(
-            session, organization.id, [runtime.engine.period(organization).start]
+            session, organization.id, runtime.engine.period(organization).start
         )
     kinds = sorted((alert.kind, alert.threshold) for alert in alerts)
     assert kinds == [("limit", 80), ("limit", 100), ("spend_cap", 80), ("spend_cap", 100)]

@@ -132,8 +132,9 @@ def stored(database_url: str, organization_id: str) -> Stored:
     """The organization's stored token events and counters."""
     with psycopg.connect(database_url) as connection:
         events = connection.execute(
-            "SELECT idempotency_key, amount FROM usage_events"
-            " WHERE organization_id = %s AND resource = 'tokens'",
+            "SELECT e.idempotency_key, e.amount FROM usage_events AS e"
+            " JOIN organization_refs AS r ON r.ref = e.organization_ref"
+            " WHERE r.organization_id = %s AND e.resource = 'tokens'",
             (organization_id,),
         ).fetchall()
         (counter,) = connection.execute(

@@ -14,7 +14,6 @@ from sqlmodel import col
 from billing.models import Invoice, OrganizationSettings, Subscription
 from core.audit import AuditEntry
 from core.orgs import ApiKey, Member, Organization
-from limits.models import UsageEventRow
 from tally.runtime import Runtime
 from tests.conftest import OpenOrg
 from tests.gdpr.support import (
@@ -27,7 +26,7 @@ from tests.gdpr.support import (
     mutate,
     populate,
 )
-from tests.support import graphql
+from tests.support import graphql, usage_events
 
 pytestmark = pytest.mark.anyio
 
@@ -81,8 +80,10 @@ async def test_deletion_erases_personal_data_closes_the_account_and_keeps_invoic
     assert (settings.billing_email, settings.legal_name) == (None, None)
     assert (settings.address_line1, settings.address_line2) == (None, None)
     assert settings.country == "FR"
-    events = await rows(runtime, UsageEventRow, organization_id)
-    assert len(events) == 5 and all(event.attributes == {} for event in events)
+    async with runtime.db.read() as session:
+        events = await usage_events(session, organization_id)
+    assert len(events) == 5 and all(event.attributes is None for event in events)
+    assert {event.model for event in events if event.resource == "tokens"} == {"gpt-4o"}
     assert all(key.revoked_at is not None for key in await rows(runtime, ApiKey, organization_id))
     (subscription,) = await rows(runtime, Subscription, organization_id)
     assert subscription.status == "canceled" and subscription.canceled_at is not None

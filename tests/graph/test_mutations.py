@@ -199,7 +199,7 @@ async def test_consume_usage_is_accepted_then_duplicate_on_replay(
     first = await consume(client, account.service_api_key, 300, "k-1", attributes=attributes)
     assert first == {"data": {"consumeUsage": decision("ACCEPTED", 300, 300, "k-1")}}
 
-    replay = await consume(client, account.service_api_key, 500, "k-1", attributes=attributes)
+    replay = await consume(client, account.service_api_key, 300, "k-1", attributes=attributes)
     assert replay == {"data": {"consumeUsage": decision("DUPLICATE", 300, 300, "k-1")}}
     assert (await page(client, account))["usage"]["tokens"] == {"used": 300, "remaining": 700}
 

@@ -14,7 +14,6 @@ from core.config import Settings
 from core.orgs import Organization
 from limits import Decision, Resource, hookimpl
 from limits import repository as limits_repository
-from limits.periods import GAUGE_EPOCH
 from tally.runtime import Runtime, build_runtime
 from tests.limits.conftest import PLANS, consume, open_tiny
 from tests.support import write_plans
@@ -64,7 +63,7 @@ async def test_hook_tally_threshold_crossed(runtime: Runtime, recorder: Recorder
     ]
     async with runtime.db.read() as session:
         alerts = await limits_repository.list_alerts(
-            session, organization, [runtime.engine.period(account.organization).start]
+            session, organization, runtime.engine.period(account.organization).start
         )
     assert sorted(a.threshold for a in alerts) == [50, 80, 100]
 
@@ -92,9 +91,12 @@ async def test_a_new_period_fires_again_and_gauges_use_the_default_thresholds(
     ]
     async with runtime.db.read() as session:
         alerts = await limits_repository.list_alerts(
-            session, account.organization.id, [GAUGE_EPOCH]
+            session, account.organization.id, runtime.engine.period(account.organization).start
         )
-    assert [a.threshold for a in alerts] == [100, 80]
+    assert [(a.resource, a.threshold) for a in alerts if a.resource == "documents"] == [
+        ("documents", 100),
+        ("documents", 80),
+    ]
 
 
 async def test_an_observer_that_fails_never_undoes_the_usage(

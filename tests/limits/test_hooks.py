@@ -1,5 +1,6 @@
 """One test per hook of limits/hookspecs.py, each through a real plugin (the one of
-`tally_threshold_crossed` is in test_alerts.py); test_hook_docs.py checks that each has one."""
+`tally_threshold_crossed` is in test_alerts.py, of `tally_display_usage` in
+test_display_usage.py); test_hook_docs.py checks that each has one."""
 
 from __future__ import annotations
 
@@ -7,15 +8,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts import open_account
 from core.clock import FrozenClock
 from core.config import Settings
-from core.orgs import Member, Organization
+from core.orgs import Organization
 from limits import Limit, PluginError, Policy, Resource, UsageEvent, UsageRejected, hookimpl
-from limits.periods import Period
 from tally.runtime import Runtime, build_runtime
 
 pytestmark = pytest.mark.anyio
@@ -137,48 +135,6 @@ async def test_hook_tally_resolve_limit(database_url: str, clock: FrozenClock) -
             snapshot = await runtime.engine.usage(session, organization)
         assert snapshot.get("tokens").limit == Limit(1_000_000_000, Policy.SOFT)
         assert snapshot.get("agents").limit == Limit(1, Policy.HARD)
-    finally:
-        await runtime.db.dispose()
-
-
-async def test_hook_tally_current_usage(database_url: str, clock: FrozenClock) -> None:
-    class CountMembers:
-        def __init__(self) -> None:
-            self.periods: list[Period | None] = []
-
-        @hookimpl
-        def tally_current_usage(
-            self,
-            session: AsyncSession,
-            organization: Organization,
-            resource: Resource,
-            period: Period | None,
-        ) -> Any:
-            self.periods.append(period)
-            if resource.key != "seats":
-                return None
-
-            async def count() -> int:
-                statement = (
-                    select(func.count())
-                    .select_from(Member)
-                    .where(
-                        Member.organization_id == organization.id  # type: ignore[arg-type]
-                    )
-                )
-                return int((await session.execute(statement)).scalar_one()) * 100
-
-            return count()
-
-    plugin = CountMembers()
-    runtime = await make_runtime(database_url, clock, (plugin, "count-members"))
-    try:
-        organization = await open_org(runtime)
-        async with runtime.db.read() as session:
-            snapshot = await runtime.engine.usage(session, organization)
-        assert snapshot.get("seats").used == 100
-        assert plugin.periods.count(None) == 3
-        assert any(p is not None and clock.now() in p for p in plugin.periods)
     finally:
         await runtime.db.dispose()
 

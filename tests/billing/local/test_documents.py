@@ -16,12 +16,10 @@ from billing.local import (
     Party,
     format_date,
     format_period,
-    pdf_amount,
     render_html,
-    render_pdf,
 )
 from billing.local.documents import LATE_PAYMENT_NOTE, NO_DISCOUNT_NOTE, REVERSE_CHARGE_NOTE
-from billing.local.pdf import latin1
+from billing.local.pdf import latin1, pdf_amount, render_pdf
 from billing.money import Money
 from billing.settings import BillingSettings
 from billing.tax import TaxDecision, TaxTable

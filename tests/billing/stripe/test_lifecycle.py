@@ -20,7 +20,7 @@ from billing.catalog import Catalog
 from billing.closing import close_all_periods
 from billing.models import OverageReport, PlanChange, PlanHistory
 from billing.plan_change import provider_key
-from billing.stripe import StripeProvider
+from billing.stripe.provider import StripeProvider
 from billing.stripe.sync import stripe_sync
 from core.clock import FrozenClock
 from core.config import Settings

@@ -20,8 +20,8 @@ from billing.accounts import OpenedAccount, open_account
 from billing.catalog import Catalog
 from billing.models import PlanChange
 from billing.provider import BillingProvider
-from billing.stripe import StripeProvider
 from billing.stripe.events import mirror_invoice
+from billing.stripe.provider import StripeProvider
 from core.clock import FrozenClock
 from core.config import Settings
 from tally.app import create_app

@@ -156,7 +156,7 @@ async def test_a_batch_answers_in_input_order_and_a_later_replay_counts_nothing(
         client,
         account.service_api_key,
         event("agents", 1, "b", agent_id="agent-1"),
-        event("tokens", 5, "a"),
+        event("tokens", 600, "a"),
         event("tokens", 400, "d"),
     )
     assert replay == [
@@ -423,7 +423,7 @@ async def test_check_records_nothing_and_needs_no_idempotency_keys(
                 {"resource": "tokens", "amount": 850},
                 {"resource": "tokens", "amount": 51},
                 {"resource": "agents", "amount": 2},
-                event("tokens", 999, "before"),
+                event("tokens", 100, "before"),
             ]
         },
     )
