@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -71,6 +72,10 @@ def route_of(scope: Scope) -> str:
     return path if isinstance(path, str) and path else UNMATCHED
 
 
+POOL_SAMPLE_SECONDS = 1.0
+"""How often answering requests samples the database pools (and `/metrics` always does)."""
+
+
 def observe_pool(db: Database) -> None:
     """Sets the checked-out connections gauge from the database's pools."""
     for name, engine in db.pools.items():
@@ -102,6 +107,9 @@ class RequestObserver:
     def __init__(self, app: ASGIApp, db: Database) -> None:
         self.app = app
         self.db = db
+        self._pool_sampled_at = 0.0
+        self._requests: dict[tuple[str, str, str], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,10 +128,12 @@ class RequestObserver:
             await self.app(scope, receive, recording_send)
         finally:
             route, method = route_of(scope), scope["method"]
-            seconds = time.perf_counter() - started
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(seconds)
-            observe_pool(self.db)
+            ended = time.perf_counter()
+            seconds = ended - started
+            self._count(method, route, status, seconds)
+            if ended - self._pool_sampled_at >= POOL_SAMPLE_SECONDS:
+                self._pool_sampled_at = ended
+                observe_pool(self.db)
             access.info(
                 "%s %s %d",
                 method,
@@ -137,6 +147,20 @@ class RequestObserver:
                     "duration_ms": round(seconds * 1000, 1),
                 },
             )
+
+    def _count(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count and time the answer, through label children kept per route (the client's
+        own lookup takes a lock and builds the key on every call)."""
+        counted = self._requests.get((method, route, str(status)))
+        if counted is None:
+            counted = self._requests[(method, route, str(status))] = HTTP_REQUESTS.labels(
+                method, route, str(status)
+            )
+        timed = self._latency.get((method, route))
+        if timed is None:
+            timed = self._latency[(method, route)] = HTTP_LATENCY.labels(method, route)
+        counted.inc()
+        timed.observe(seconds)
 
 
 def routes(db: Database) -> list[BaseRoute]:
