@@ -1,9 +1,13 @@
-"""Group commit: concurrent single events of one organization share one transaction.
+"""Group commit: concurrent single events share one transaction, whatever their organization.
 
-While a batch of an organization is being written, the events that arrive queue up and go
-together in the next one. Each caller gets its own decision once the batch committed, so an
-accepted answer is durable; the decisions are exactly those of applying the events one by
-one, in arrival order.
+While a group is being written, the events that arrive queue up and go together in the next
+one: each organization's events in arrival order, the organizations in id order, all in one
+statement and one commit (`LimitEngine.apply_groups`), so many organizations' single events
+cost one WAL flush, not one each. Each caller gets its own decision once the group committed,
+so an accepted answer is durable; each organization's decisions are exactly those of applying
+its events one by one, in arrival order. A group that fails for another reason than a key race
+is written again one organization at a time, so that an error stays with the organization
+that caused it.
 
 The queue is bounded: when `max_waiting` events of all organizations already wait, another
 is refused at once with `Overloaded` (a 503 with `Retry-After`), not queued without end.
@@ -48,7 +52,8 @@ class _Waiting:
 
 
 class GroupCommitter:
-    """Applies prepared events through the engine, one transaction per group."""
+    """Applies prepared events through the engine, one transaction per group, one group
+    being written at a time in this process."""
 
     def __init__(
         self,
@@ -62,8 +67,8 @@ class GroupCommitter:
         self.max_batch = max_batch
         self.max_waiting = max_waiting
         self.waiting = 0
-        self._queues: dict[str, list[_Waiting]] = {}
-        self._writers: dict[str, asyncio.Task[None]] = {}
+        self._queue: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def apply(self, organization: Organization, event: PreparedEvent) -> Decision:
         """The event's decision once its group committed; `Overloaded` when the queue is
@@ -71,38 +76,48 @@ class GroupCommitter:
         if self.waiting >= self.max_waiting:
             raise Overloaded(self.waiting)
         waiting = _Waiting(organization, event, asyncio.get_running_loop().create_future())
-        self._queues.setdefault(organization.id, []).append(waiting)
+        self._queue.append(waiting)
         self.waiting += 1
-        if organization.id not in self._writers:
-            self._writers[organization.id] = asyncio.create_task(self._write(organization.id))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
         try:
             return await waiting.answer
         finally:
             self.waiting -= 1
 
-    async def _write(self, organization_id: str) -> None:
+    async def _write(self) -> None:
         try:
-            queue = self._queues[organization_id]
-            while queue:
-                batch, queue[:] = queue[: self.max_batch], queue[self.max_batch :]
-                try:
-                    decisions = await self._apply(batch)
-                except Exception as error:
-                    for waiting in batch:
-                        if not waiting.answer.done():
-                            waiting.answer.set_exception(error)
-                    continue
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                await self._settle(batch)
                 GROUP_SIZE.observe(len(batch))
-                count_decisions(decisions)
-                for waiting, decision in zip(batch, decisions, strict=True):
-                    if not waiting.answer.done():
-                        waiting.answer.set_result(decision)
         finally:
-            del self._writers[organization_id]
-            if not self._queues.get(organization_id):
-                self._queues.pop(organization_id, None)
+            self._writer = None
 
-    async def _apply(self, batch: list[_Waiting]) -> list[Decision]:
-        """One transaction for the batch (`LimitEngine.apply_alone`)."""
-        events = [waiting.event for waiting in batch]
-        return await self.engine.apply_alone(self.db, batch[-1].organization, events, whole=False)
+    async def _settle(self, batch: list[_Waiting]) -> None:
+        """Write a group and answer its callers: with its decisions, or with the error of
+        its organization (a failed group of several organizations is written again one
+        organization at a time)."""
+        by_organization: dict[str, list[_Waiting]] = {}
+        for waiting in batch:
+            by_organization.setdefault(waiting.organization.id, []).append(waiting)
+        groups = list(by_organization.values())
+        try:
+            results = await self.engine.apply_groups(
+                self.db, [(group[-1].organization, [w.event for w in group]) for group in groups]
+            )
+        except Exception as error:
+            if len(groups) > 1:
+                for group in groups:
+                    await self._settle(group)
+                return
+            for waiting in batch:
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(error)
+            return
+        for group, decisions in zip(groups, results, strict=True):
+            count_decisions(decisions)
+            for waiting, decision in zip(group, decisions, strict=True):
+                if not waiting.answer.done():
+                    waiting.answer.set_result(decision)

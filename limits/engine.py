@@ -176,32 +176,65 @@ class LimitEngine:
         its counters are unlocked as soon as PostgreSQL has committed it."""
         return db.statement() if self.ledger_function else db.write()
 
-    async def apply_alone(
-        self,
-        db: Database,
-        organization: Organization,
-        events: Sequence[PreparedEvent],
-        *,
-        whole: bool,
+    async def apply_batch(
+        self, db: Database, organization: Organization, events: Sequence[PreparedEvent]
     ) -> list[Decision]:
-        """Apply prepared events in a transaction of their own, without a savepoint (two round
-        trips fewer): a key race (the same key recorded meanwhile on another counter, rare)
-        retries the whole transaction. With `whole` (one request's batch), a key reused with
-        another resource or amount refuses the batch whole, nothing written; without (a group
-        commit of several requests' events), each `reused` decision goes to its own caller; a
-        whole batch runs in a transaction that commits after that check (`Database.write`), so
-        the refusal rolls it back."""
+        """Apply one request's batch in a transaction of its own, without a savepoint (two
+        round trips fewer): a key race (the same key recorded meanwhile on another counter,
+        rare) retries the whole transaction, and a key reused with another resource or amount
+        refuses the batch whole (`IdempotencyKeyReused`), nothing written: the transaction
+        commits only after that check."""
         for attempt in range(KEY_RACE_RETRIES + 1):
             try:
-                async with db.write() if whole else self._transaction(db) as session:
+                async with db.write() as session:
                     decisions = await self.apply(session, organization, events, nested=False)
-                    if whole:
-                        refuse_reused(decisions)
+                    refuse_reused(decisions)
                     return decisions
             except ledger.KeyRace:
                 if attempt == KEY_RACE_RETRIES:
                     raise
         raise AssertionError("unreachable")
+
+    async def apply_groups(
+        self, db: Database, groups: Sequence[tuple[Organization, Sequence[PreparedEvent]]]
+    ) -> list[list[Decision]]:
+        """Several organizations' prepared events (a group commit) in one transaction of their
+        own, the organizations in id order (the order in which every multi-organization write
+        locks counters); the decisions come back in the groups' order. With the ledger
+        function, one statement; otherwise each organization through `apply` in the same
+        transaction. A key race in any retries them all; reused keys go to their callers."""
+        order = sorted(range(len(groups)), key=lambda index: groups[index][0].id)
+        chosen = [groups[index] for index in order]
+        for attempt in range(KEY_RACE_RETRIES + 1):
+            try:
+                async with self._transaction(db) as session:
+                    decided = await self._apply_groups(session, chosen)
+            except ledger.KeyRace:
+                if attempt == KEY_RACE_RETRIES:
+                    raise
+                continue
+            answers: list[list[Decision]] = [[] for _ in groups]
+            for index, decisions in zip(order, decided, strict=True):
+                answers[index] = decisions
+            return answers
+        raise AssertionError("unreachable")
+
+    async def _apply_groups(
+        self, session: AsyncSession, groups: Sequence[tuple[Organization, Sequence[PreparedEvent]]]
+    ) -> list[list[Decision]]:
+        if self._writer(session) is not ledger_pg.apply:
+            return [
+                await self.apply(session, organization, events, nested=False)
+                for organization, events in groups
+            ]
+        limited = [
+            (organization, events, self._limits(organization, events))
+            for organization, events in groups
+        ]
+        applied = await ledger_pg.apply_groups(session, limited, self.clock.now())
+        for (organization, _), one in zip(groups, applied, strict=True):
+            on_commit(session, partial(self._notify, organization, one))
+        return [one.decisions for one in applied]
 
     async def record(
         self, session: AsyncSession, organization: Organization, usage: Sequence[UsageInput]

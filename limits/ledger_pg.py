@@ -74,6 +74,10 @@ def _array_literal(values: Sequence[int]) -> str:
     return "{" + ",".join(str(value) for value in values) + "}"
 
 
+Group = tuple[Organization, Sequence[PreparedEvent], Mapping[str, Limit]]
+"""One organization's prepared events, in order, and the limits of their resources."""
+
+
 async def apply(
     session: AsyncSession,
     organization: Organization,
@@ -82,11 +86,37 @@ async def apply(
     now: datetime,
 ) -> Applied:
     """`ledger.apply` in one round trip; raises KeyRace (then retry) like it."""
-    parameters = group_arrays(organization.id, events, limits, now)
+    return (await apply_groups(session, [(organization, events, limits)], now))[0]
+
+
+async def apply_groups(
+    session: AsyncSession, groups: Sequence[Group], now: datetime
+) -> list[Applied]:
+    """Several organizations' groups in one statement (one round trip, one commit), each
+    decided as `apply` decides it. The groups must come in organization id order, the order in
+    which every multi-organization statement locks counters, so that two never deadlock.
+    Raises KeyRace (retry them all) when any group met one."""
+    parameters = [
+        group_arrays(organization.id, events, limits, now)
+        for organization, events, limits in groups
+    ]
     try:
-        rows = await repository.apply_usage_group(session, parameters)
+        results = await repository.apply_usage_groups(session, parameters)
     except repository.GroupKeyRace:
         raise KeyRace() from None
+    return [
+        _applied(organization, events, limits, rows)
+        for (organization, events, limits), rows in zip(groups, results, strict=True)
+    ]
+
+
+def _applied(
+    organization: Organization,
+    events: Sequence[PreparedEvent],
+    limits: Mapping[str, Limit],
+    rows: Sequence[Any],
+) -> Applied:
+    """The function's rows of one group as decisions, and what observers are owed."""
     decisions: list[Decision] = []
     alerts: list[tuple[str, str, int, int]] = []
     for ordinal, status, name, amount, used, limit, reserved, extra in rows:

@@ -674,28 +674,68 @@ class GroupKeyRace(Exception):
     """`tally_apply_usage` found an idempotency key of its group recorded meanwhile."""
 
 
-_APPLY_USAGE = text(
-    "SELECT * FROM tally_apply_usage(:organization_id, :now, "
-    "CAST(:e_resource AS text[]), CAST(:e_key AS text[]), CAST(:e_amount AS bigint[]), "
-    "CAST(:e_period AS timestamptz[]), CAST(:e_occurred AS timestamptz[]), "
-    "CAST(:e_model AS text[]), CAST(:e_action AS text[]), CAST(:e_cost AS bigint[]), "
-    "CAST(:e_attributes AS text[]), CAST(:e_reserved AS bigint[]), "
-    "CAST(:l_resource AS text[]), CAST(:l_limit AS bigint[]), CAST(:l_ceiling AS bigint[]), "
-    "CAST(:l_resets AS boolean[]), CAST(:l_thresholds AS text[]), CAST(:l_cap AS bigint[]))"
+_APPLY_USAGE_ARGUMENTS = (
+    ("organization_id", "text"),
+    ("now", "timestamptz"),
+    ("e_resource", "text[]"),
+    ("e_key", "text[]"),
+    ("e_amount", "bigint[]"),
+    ("e_period", "timestamptz[]"),
+    ("e_occurred", "timestamptz[]"),
+    ("e_model", "text[]"),
+    ("e_action", "text[]"),
+    ("e_cost", "bigint[]"),
+    ("e_attributes", "text[]"),
+    ("e_reserved", "bigint[]"),
+    ("l_resource", "text[]"),
+    ("l_limit", "bigint[]"),
+    ("l_ceiling", "bigint[]"),
+    ("l_resets", "boolean[]"),
+    ("l_thresholds", "text[]"),
+    ("l_cap", "bigint[]"),
 )
+_APPLY_USAGE: dict[int, Any] = {}
+
+
+def _apply_usage_statement(groups: int) -> Any:
+    """One statement calling the ledger function once per group, in the groups' order (the
+    branches of a UNION ALL run one after the other), each row tagged with its group."""
+    if groups not in _APPLY_USAGE:
+        calls = []
+        for group in range(groups):
+            arguments = ", ".join(
+                f"CAST(:{name}_{group} AS {kind})" for name, kind in _APPLY_USAGE_ARGUMENTS
+            )
+            calls.append(f"SELECT {group} AS g, * FROM tally_apply_usage({arguments})")
+        _APPLY_USAGE[groups] = text(" UNION ALL ".join(calls))
+    return _APPLY_USAGE[groups]
+
+
 KEY_RACE_SQLSTATE = "TL001"
 
 
-async def apply_usage_group(session: AsyncSession, parameters: Mapping[str, Any]) -> list[Any]:
-    """Run the ledger function (PostgreSQL only, `migrations/functions`) on a group's arrays: one
-    round trip. Rows: (ordinal, status, resource, amount, used, limit, reserved, extra) per
-    event, then ("alert:<kind>", resource, threshold) rows for the alerts recorded."""
+async def apply_usage_groups(
+    session: AsyncSession, groups: Sequence[Mapping[str, Any]]
+) -> list[list[Any]]:
+    """Run the ledger function (PostgreSQL only, `migrations/functions`) on each group's
+    arrays, in the given order, in one statement: one round trip. Rows of each group:
+    (ordinal, status, resource, amount, used, limit, reserved, extra) per event, then
+    ("alert:<kind>", resource, threshold, the ordinal of the event that crossed) per alert."""
+    parameters = {
+        f"{name}_{index}": value
+        for index, group in enumerate(groups)
+        for name, value in group.items()
+    }
     try:
-        return list((await session.execute(_APPLY_USAGE, parameters)).all())
+        result = await session.execute(_apply_usage_statement(len(groups)), parameters)
     except DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) == KEY_RACE_SQLSTATE:
             raise GroupKeyRace() from error
         raise
+    rows: list[list[Any]] = [[] for _ in groups]
+    for group, *row in result:
+        rows[group].append(row)
+    return rows
 
 
 _ANNOUNCE_USAGE = text(

@@ -54,7 +54,7 @@ class UsageService:
         """A decision per event, in order; all validated (outside any transaction) before any
         is applied, then applied in a transaction of their own."""
         events = self.engine.prepare(organization, inputs)
-        decisions = await self.engine.apply_alone(self.db, organization, events, whole=True)
+        decisions = await self.engine.apply_batch(self.db, organization, events)
         count_decisions(decisions)
         return decisions
 
