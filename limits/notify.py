@@ -12,8 +12,9 @@ held through the commit's disk flush), which capped how many organizations could
 usage at once; announced apart and coalesced, it costs a few statements a second.
 
 Each subscription is coalesced: at most one update per `min_interval` (0.25 s), the latest
-state always sent last; each update reads the organization's usage (and this period's
-alerts) once per process, shared by all the organization's subscribers.
+state always sent last, and never the same state twice in a row (two workers may announce the
+same change); each update reads the organization's usage (and this period's alerts) once per
+process, shared by all the organization's subscribers.
 """
 
 from __future__ import annotations
@@ -194,16 +195,20 @@ class UsageHub:
         feed.subscribers += 1
         try:
             seen = feed.version
-            yield await feed.read(seen)
-            sent_at = time.monotonic()
+            reading = await feed.read(seen)
+            yield reading
+            sent, sent_at = _fingerprint(reading), time.monotonic()
             while True:
                 await feed.changed_after(seen)
                 wait = sent_at + self.min_interval - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 seen = feed.version
-                yield await feed.read(seen)
-                sent_at = time.monotonic()
+                reading = await feed.read(seen)
+                if _fingerprint(reading) == sent:
+                    continue  # announced again (by another worker, or late): nothing new
+                yield reading
+                sent, sent_at = _fingerprint(reading), time.monotonic()
         finally:
             feed.subscribers -= 1
             if not feed.subscribers and self._feeds.get(organization_id) is feed:
@@ -246,6 +251,17 @@ class UsageHub:
                     log.warning("usage notifications lost (%s); reconnecting", error)
                 failures += 1
                 await asyncio.sleep(delay)
+
+
+def _fingerprint(reading: UsageReading | None) -> object:
+    """What a subscriber was sent, to compare with: the usage and the alerts' values."""
+    if reading is None:
+        return None
+    alerts = tuple(
+        (a.resource, a.period_start, a.kind, a.threshold, a.used, a.limit_value, a.crossed_at)
+        for a in reading.alerts
+    )
+    return (reading.usage, alerts)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
