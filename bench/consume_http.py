@@ -43,7 +43,7 @@ from harness import (
     target,
     worker_rss,
 )
-from wrk import WrkResult, ensure_wrk, run_wrk
+from wrk import WrkResult, ensure_wrk, run_wrk, wrk_arguments
 
 SMALL_LIMIT = 5_000
 TARGET_RATE = 4_000
@@ -80,13 +80,7 @@ def _counts(text: str) -> list[int]:
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=3, help="measured runs (default 3)")
-    parser.add_argument("--seconds", type=int, default=10, help="wrk -d per run (default 10)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
-    parser.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
+    parser = wrk_arguments(__doc__, connections=64)
     parser.add_argument(
         "--organizations",
         type=_counts,

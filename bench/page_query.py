@@ -33,7 +33,7 @@ from harness import (
     target,
     worker_rss,
 )
-from wrk import WrkResult, ensure_wrk, run_wrk
+from wrk import WrkResult, ensure_wrk, run_wrk, wrk_arguments
 
 MINIMAL = "{ __typename }"
 TARGET_RATIO = 0.5
@@ -51,13 +51,7 @@ def page_query() -> str:
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=3, help="measured runs (default 3)")
-    parser.add_argument("--seconds", type=int, default=10, help="wrk -d per run (default 10)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk -c (default 32)")
+    parser = wrk_arguments(__doc__, connections=32)
     return parser.parse_args()
 
 

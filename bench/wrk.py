@@ -4,6 +4,7 @@ script from bench/, and its report parsed (throughput, latency percentiles, erro
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import subprocess
@@ -56,6 +57,20 @@ def _find(pattern: str, text: str) -> re.Match[str]:
 def _ms(text: str) -> float:
     found = _find(r"([\d.]+)(us|ms|s|m)$", text)
     return float(found.group(1)) * _UNITS[found.group(2)]
+
+
+def wrk_arguments(doc: str | None, *, connections: int) -> argparse.ArgumentParser:
+    """The options every wrk benchmark takes: --runs, --seconds, --threads, --connections."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3, help="measured runs (default 3)")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk -d per run (default 10)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    parser.add_argument(
+        "--connections", type=int, default=connections, help=f"wrk -c (default {connections})"
+    )
+    return parser
 
 
 def run_wrk(

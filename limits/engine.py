@@ -74,13 +74,15 @@ class LimitEngine:
         self.preparer = Preparer(self.registry, plugins, self.prices, grace)
         self.ledger_function = ledger_function
 
-    def _writer(self, session: AsyncSession) -> ledger.Writer:
-        """The ledger that records a group: on PostgreSQL one call of the ledger function
+    def _in_function(self, session: AsyncSession) -> bool:
+        """Whether groups are recorded by the ledger function: on PostgreSQL
         (`ledger_function=False` keeps the Python reference there too, for the tests that
-        compare both), on SQLite the Python reference."""
-        if self.ledger_function and session.get_bind().dialect.name == "postgresql":
-            return ledger_pg.apply
-        return ledger.apply
+        compare both); on SQLite the Python reference records them."""
+        return self.ledger_function and session.get_bind().dialect.name == "postgresql"
+
+    def _writer(self, session: AsyncSession) -> ledger.Writer:
+        """The ledger that records a group (see `_in_function`)."""
+        return ledger_pg.apply if self._in_function(session) else ledger.apply
 
     def resource(self, key: str) -> Resource:
         return self.preparer.resource(key)
@@ -222,7 +224,7 @@ class LimitEngine:
     async def _apply_groups(
         self, session: AsyncSession, groups: Sequence[tuple[Organization, Sequence[PreparedEvent]]]
     ) -> list[list[Decision]]:
-        if self._writer(session) is not ledger_pg.apply:
+        if not self._in_function(session):
             return [
                 await self.apply(session, organization, events, nested=False)
                 for organization, events in groups

@@ -105,6 +105,20 @@ class Applied:
     crossed: list[tuple[Resource, int, Decision]] = field(default_factory=list)
     capped: list[tuple[Resource, int, Decision]] = field(default_factory=list)
 
+    def record(self, organization_id: str, event: PreparedEvent) -> None:
+        """Owe the `tally_usage_recorded` observers an accepted event."""
+        self.recorded.setdefault(event.resource.key, []).append(
+            UsageEvent(
+                organization_id,
+                event.resource.key,
+                event.amount,
+                event.idempotency_key,
+                event.occurred_at,
+                event.attributes,
+                event.cost_micros,
+            )
+        )
+
 
 def fits(state: CounterState, amount: int, limit: Limit, extra: int = 0) -> bool:
     """Whether `amount` may be added: never below zero, never past `BIGINT_MAX` (used +
@@ -293,17 +307,7 @@ async def apply(
     await repository.add_rollups(session, _rollup_rows(organization.id, chosen))
     applied = Applied(decisions)
     for event, _ in chosen:
-        applied.recorded.setdefault(event.resource.key, []).append(
-            UsageEvent(
-                organization.id,
-                event.resource.key,
-                event.amount,
-                event.idempotency_key,
-                event.occurred_at,
-                event.attributes,
-                event.cost_micros,
-            )
-        )
+        applied.record(organization.id, event)
     applied.crossed, applied.capped = await _thresholds(
         session, organization.id, chosen, limits, before, states, now
     )

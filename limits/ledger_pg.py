@@ -22,7 +22,7 @@ from limits import repository
 from limits.ledger import SPEND_CAP_THRESHOLDS, Applied, KeyRace
 from limits.models import UsageEventRow
 from limits.resource import Limit
-from limits.types import Decision, PreparedEvent, Status, UsageEvent
+from limits.types import Decision, PreparedEvent, Status
 
 if SPEND_CAP_THRESHOLDS != (80, 100):  # pragma: no cover - the function's own constant
     raise RuntimeError("tally_apply_usage raises spend-cap alerts at 80 and 100 %")
@@ -146,17 +146,7 @@ def _applied(
     applied = Applied(decisions)
     for event, decision in zip(events, decisions, strict=True):
         if decision.status == "accepted":
-            applied.recorded.setdefault(event.resource.key, []).append(
-                UsageEvent(
-                    organization.id,
-                    event.resource.key,
-                    event.amount,
-                    event.idempotency_key,
-                    event.occurred_at,
-                    event.attributes,
-                    event.cost_micros,
-                )
-            )
+            applied.record(organization.id, event)
     for kind, _, threshold, owner in alerts:
         crossed = (events[owner - 1].resource, threshold, decisions[owner - 1])
         (applied.capped if kind == "spend_cap" else applied.crossed).append(crossed)
